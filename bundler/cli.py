@@ -1,0 +1,160 @@
+"""The command line: parse arguments, call the core, print the result. Nothing else.
+
+Errors from the core are BundlerError values; `BundlerGroup.invoke` turns each into one
+line on stderr and its exit code (1 failure, 2 bad input), in this one place. `--debug`
+shows the traceback instead, for bug reports. Core modules are imported inside the
+commands, so `bundler --help` and each command pay only for what they use.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from bundler import __version__
+
+
+class BundlerGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        from bundler.errors import BundlerError
+
+        try:
+            return super().invoke(ctx)
+        except BundlerError as exc:
+            if ctx.meta.get("bundler.debug"):
+                raise
+            click.echo(f"bundler: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("bundler: interrupted; nothing was half-written", err=True)
+            ctx.exit(130)
+
+
+def home_option(func):
+    return click.option(
+        "--home",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar="BUNDLER_HOME",
+        default=None,
+        help="Model registry folder (default: $BUNDLER_HOME, else ~/.bundler).",
+    )(func)
+
+
+def _registry(home: Path | None):
+    from bundler.registry import Registry, default_home
+
+    return Registry(home or default_home())
+
+
+@click.group(cls=BundlerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bundler")
+@click.option("--debug", is_flag=True, help="Show a traceback on errors (for bug reports).")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """Turn a registered model into a deterministic, hand-editable Docker build context."""
+    ctx.meta["bundler.debug"] = debug
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--name", required=True, help="Model name: letters, digits, . _ - (e.g. diabetes).")
+@click.option("--description", default="", help="Free text shown by `models show`.")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="A tag; repeatable.")
+@home_option
+def register(path: Path, name: str, description: str, tags: tuple[str, ...], home: Path | None) -> None:
+    """Register a model file or folder as the next version of NAME; prints NAME:VERSION."""
+    from bundler.errors import InputError
+
+    parsed = {}
+    for tag in tags:
+        key, sep, value = tag.partition("=")
+        if not sep or not key:
+            raise InputError(f"--tag {tag!r}: expected KEY=VALUE, e.g. --tag framework=sklearn")
+        parsed[key] = value
+    version = _registry(home).register(path, name, description, parsed)
+    click.echo(version.ref)
+
+
+@main.group(cls=BundlerGroup)
+def models() -> None:
+    """List and show registered models."""
+
+
+@models.command("list")
+@home_option
+def models_list(home: Path | None) -> None:
+    """Every registered model with its versions."""
+    registry = _registry(home)
+    names = registry.names()
+    if not names:
+        click.echo(f"no models registered in {registry.home}; add one with: bundler register PATH --name NAME")
+        return
+    click.echo(f"{'NAME':<30} {'LATEST':>6}  VERSIONS")
+    for name in names:
+        versions = registry.versions(name)
+        click.echo(f"{name:<30} {versions[-1]:>6}  {', '.join(map(str, versions))}")
+
+
+@models.command("show")
+@click.argument("ref")
+@home_option
+def models_show(ref: str, home: Path | None) -> None:
+    """Files, sizes, sha256, description and tags of NAME[:VERSION] (default: latest)."""
+    from bundler.registry import parse_ref
+
+    model = _registry(home).resolve(parse_ref(ref))
+    click.echo(model.ref)
+    if model.description:
+        click.echo(f"description: {model.description}")
+    for key, value in model.tags:
+        click.echo(f"tag: {key}={value}")
+    for f in model.files:
+        click.echo(f"{f.sha256}  {f.size:>12}  {f.path}")
+
+
+@main.command()
+@click.argument("outdir", default="imagefiles", type=click.Path(path_type=Path))
+@click.option("--model", "models_", multiple=True, metavar="NAME[:VERSION]", help="Model to include; repeatable.")
+@click.option("--entry-script", help="The init()/run() script (relative to --source-dir when given).")
+@click.option("--source-dir", help="Folder whose files ship next to the entry script.")
+@click.option("--requirements", help="pip requirements file for the image.")
+@click.option("--base-image", help="Base image, e.g. python:3.11-slim.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              help="Config file (default: ./bundler.toml when present).")
+@click.option("--force", is_flag=True, help="Replace a bundle even if it has hand edits.")
+@home_option
+def save(outdir, models_, entry_script, source_dir, requirements, base_image, config_path, force, home) -> None:
+    """Write the Docker build context for the configured models to OUTDIR (default ./imagefiles)."""
+    from bundler.config import Flags
+    from bundler.registry import default_home
+    from bundler.save import save as save_bundle
+
+    flags = Flags(
+        config=config_path,
+        models=models_,
+        entry_script=entry_script,
+        source_directory=source_dir,
+        requirements=requirements,
+        base_image=base_image,
+    )
+    result = save_bundle(flags, home or default_home(), Path.cwd(), outdir, force=force)
+    spec = result.plan.spec
+    click.echo(f"models: {', '.join(spec.model_refs)}")
+    click.echo(f"engine: {spec.engine} ({spec.engine_reason})")
+    for skipped in result.plan.skipped_secrets:
+        click.echo(f"skipped: {skipped} (looks like a secret; not copied into the bundle)")
+    click.echo(f"wrote {result.file_count} files to {result.path}")
+    click.echo(f"next: docker build --tag {spec.default_tag} {_shown(result.path)}")
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd())) or "."
+    except ValueError:
+        return str(path)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Write a bundle to disk, atomically, and never over something it did not write.
+
+The tree is built in a temporary folder beside the destination and then swapped into
+place with one rename (renameat2 RENAME_EXCHANGE on Linux, so an existing bundle is
+replaced in one step), so a killed `save` leaves either the old bundle or the new one,
+whole. Leftover temporary folders from a killed save are removed by the next save.
+An existing destination is replaced only if it is a bundle whose files all still match
+its bundle.json (or, with force, a bundle with hand edits); never a non-bundle folder.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from bundler import verify
+from bundler.digest import CHUNK_SIZE
+from bundler.errors import OutputError, RegistryError
+from bundler.plan import FileEntry
+
+DIR_MODE = 0o755
+TMP_PREFIX = ".bundler-tmp-"
+
+
+def check_destination(dest: Path, force: bool) -> None:
+    """Refuse to replace anything whose loss the user would regret."""
+    if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+        raise OutputError(f"{dest} exists and is not a folder; choose another output path")
+    if not dest.exists() or not any(dest.iterdir()):
+        return
+    if not verify.is_bundle(dest):
+        raise OutputError(
+            f"{dest} is a non-empty folder that is not a bundle (no bundle.json); "
+            "bundler will not replace it: choose an empty or new output folder"
+        )
+    report = verify.check(dest)
+    if not report.ok and not force:
+        raise OutputError(
+            f"{dest} has hand edits that saving would lose ({report.summary()}); "
+            "move them into a Dockerfile template or rerun with --force to discard them"
+        )
+
+
+def write(dest: Path, entries: tuple[FileEntry, ...], manifest, force: bool = False) -> Path:
+    """Write entries plus the manifest (manifest(digests) -> bytes) to dest, atomically."""
+    dest = Path(os.path.abspath(dest))
+    check_destination(dest, force)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(dest)
+    staging = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{dest.name}-", dir=dest.parent))
+    try:
+        digests = {entry.path: _write_entry(staging, entry) for entry in entries}
+        _write_file(staging / verify.MANIFEST, manifest(digests), 0o644)
+        for folder, _, _ in os.walk(staging):
+            os.chmod(folder, DIR_MODE)
+        _swap_into_place(staging, dest)
+    except OSError as exc:
+        raise OutputError(f"cannot write the bundle to {dest}: {exc.strerror or exc}; nothing was changed") from exc
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return dest
+
+
+def _write_entry(root: Path, entry: FileEntry) -> tuple[int, int, str]:
+    target = root / entry.path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if entry.data is not None:
+        _write_file(target, entry.data, entry.mode)
+        return entry.mode, len(entry.data), hashlib.sha256(entry.data).hexdigest()
+    digest = hashlib.sha256()
+    size = 0
+    with open(entry.source, "rb") as src, open(target, "wb") as out:
+        while chunk := src.read(CHUNK_SIZE):
+            digest.update(chunk)
+            out.write(chunk)
+            size += len(chunk)
+    os.chmod(target, entry.mode)
+    sha = digest.hexdigest()
+    if entry.sha256 is not None and sha != entry.sha256:
+        raise RegistryError(
+            f"registry file {entry.source} for {entry.path} is corrupt (sha256 {sha[:12]}..., "
+            f"expected {entry.sha256[:12]}...); register the model again"
+        )
+    return entry.mode, size, sha
+
+
+def _write_file(path: Path, data: bytes, mode: int) -> None:
+    with open(path, "wb") as out:
+        out.write(data)
+    os.chmod(path, mode)
+
+
+def _remove_leftovers(dest: Path) -> None:
+    for leftover in dest.parent.glob(f"{TMP_PREFIX}{dest.name}-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _swap_into_place(staging: Path, dest: Path) -> None:
+    if dest.is_dir() and not any(dest.iterdir()):
+        dest.rmdir()
+    if not dest.exists():
+        os.rename(staging, dest)
+        return
+    if _exchange(staging, dest):
+        shutil.rmtree(staging)  # it now holds the old bundle
+        return
+    # No atomic exchange here: move the old bundle aside under the temporary prefix, so a
+    # kill between the two renames leaves it where the next save finds and clears it.
+    old = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{dest.name}-old-", dir=dest.parent))
+    old.rmdir()
+    os.rename(dest, old)
+    os.rename(staging, dest)
+    shutil.rmtree(old)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    if result == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))

@@ -1,0 +1,243 @@
+"""The local model registry (the "workspace"): NAME -> integer versions -> files.
+
+Layout under the registry home:
+
+    blobs/sha256/<ab>/<sha256>     file contents, stored once per distinct content
+    models/<name>/<version>.json   one record per version: files, sizes, sha256, metadata
+    tmp/                           staging; anything here is garbage from a killed process
+
+A version appears whole or not at all: its record is written to tmp/ first and then
+*hard-linked* to its final name, which fails if another `register` claimed that number
+first, so concurrent registrations of one name get distinct versions without a lock.
+Files are streamed in chunks, so memory does not grow with model size.
+
+This module never prints; it raises BundlerError subclasses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from bundler.errors import InputError, ModelNotFound, RegistryError, SourceError
+
+CHUNK_SIZE = 1 << 20
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+REF_PATTERN = re.compile(r"(?P<name>[^:]+)(?::(?P<version>[^:]*))?")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """NAME or NAME:VERSION as a user wrote it; version None means the latest."""
+
+    name: str
+    version: int | None = None
+
+    def __str__(self) -> str:
+        return self.name if self.version is None else f"{self.name}:{self.version}"
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    path: str  # POSIX path relative to the model's folder
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str
+    version: int
+    files: tuple[ModelFile, ...]
+    description: str = ""
+    tags: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:{self.version}"
+
+
+def validate_name(name: str, what: str = "model name") -> str:
+    if not NAME_PATTERN.fullmatch(name):
+        raise InputError(
+            f"invalid {what} {name!r}: use 1-255 characters from A-Z a-z 0-9 . _ -, "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def parse_ref(text: str) -> ModelRef:
+    """Parse NAME[:VERSION]; reject anything path-like or malformed."""
+    match = REF_PATTERN.fullmatch(text)
+    if not match:
+        raise InputError(f"invalid model reference {text!r}: expected NAME or NAME:VERSION, e.g. diabetes:1")
+    name, version = match["name"], match["version"]
+    validate_name(name)
+    if version is None:
+        return ModelRef(name)
+    if not version.isdigit() or int(version) < 1 or not version.isascii():
+        raise InputError(
+            f"invalid model reference {text!r}: the version must be a whole number from 1, e.g. {name}:1"
+        )
+    return ModelRef(name, int(version))
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("BUNDLER_HOME") or Path.home() / ".bundler")
+
+
+class Registry:
+    def __init__(self, home: Path):
+        self.home = Path(home)
+
+    # -- reading ---------------------------------------------------------------
+
+    def blob_path(self, sha256: str) -> Path:
+        return self.home / "blobs" / "sha256" / sha256[:2] / sha256
+
+    def names(self) -> list[str]:
+        models = self.home / "models"
+        if not models.is_dir():
+            return []
+        return sorted(p.name for p in models.iterdir() if p.is_dir() and NAME_PATTERN.fullmatch(p.name))
+
+    def versions(self, name: str) -> list[int]:
+        folder = self.home / "models" / name
+        if not folder.is_dir():
+            return []
+        return sorted(int(p.stem) for p in folder.glob("*.json") if p.stem.isdigit())
+
+    def resolve(self, ref: ModelRef) -> ModelVersion:
+        versions = self.versions(ref.name)
+        if not versions:
+            known = ", ".join(self.names()) or "none"
+            raise ModelNotFound(
+                f"model {ref.name!r} is not registered in {self.home} (registered: {known}); "
+                f"register it with: bundler register PATH --name {ref.name}"
+            )
+        version = versions[-1] if ref.version is None else ref.version
+        if version not in versions:
+            raise ModelNotFound(
+                f"model {ref.name!r} has no version {version} (versions: "
+                f"{', '.join(map(str, versions))}); use one of those, e.g. {ref.name}:{versions[-1]}"
+            )
+        return self._read_record(ref.name, version)
+
+    def _read_record(self, name: str, version: int) -> ModelVersion:
+        path = self.home / "models" / name / f"{version}.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            files = tuple(ModelFile(f["path"], f["sha256"], int(f["size"])) for f in data["files"])
+            tags = tuple(sorted((str(k), str(v)) for k, v in data.get("tags", {}).items()))
+            return ModelVersion(name, version, files, data.get("description", ""), tags)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise RegistryError(f"registry record {path} is unreadable ({exc}); re-register the model") from exc
+
+    # -- writing ---------------------------------------------------------------
+
+    def register(
+        self, source: Path, name: str, description: str = "", tags: dict[str, str] | None = None
+    ) -> ModelVersion:
+        validate_name(name)
+        source = Path(source)
+        files = _model_files(source)
+        tmp = self.home / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        stored = tuple(ModelFile(rel, *self._store_blob(path, tmp)) for rel, path in files)
+        record = {
+            "name": name,
+            "description": description,
+            "tags": dict(sorted((tags or {}).items())),
+            "files": [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in stored],
+        }
+        version = self._claim_version(name, record, tmp)
+        return ModelVersion(name, version, stored, description, tuple(sorted((tags or {}).items())))
+
+    def _store_blob(self, path: Path, tmp: Path) -> tuple[str, int]:
+        digest = hashlib.sha256()
+        size = 0
+        fd, staged = tempfile.mkstemp(dir=tmp, prefix="blob-")
+        try:
+            with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
+                while chunk := src.read(CHUNK_SIZE):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            sha = digest.hexdigest()
+            final = self.blob_path(sha)
+            if final.exists():
+                return sha, size
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(staged, 0o444)
+            os.replace(staged, final)  # atomic; identical content makes a race harmless
+            return sha, size
+        except OSError as exc:
+            raise RegistryError(f"cannot store {path} in the registry at {self.home}: {exc.strerror or exc}") from exc
+        finally:
+            if os.path.exists(staged):
+                os.unlink(staged)
+
+    def _claim_version(self, name: str, record: dict, tmp: Path) -> int:
+        folder = self.home / "models" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, staged = tempfile.mkstemp(dir=tmp, prefix="version-", suffix=".json")
+        try:
+            version = (self.versions(name) or [0])[-1] + 1
+            while True:
+                record["version"] = version
+                with open(fd, "w", encoding="utf-8", closefd=False) as out:
+                    out.seek(0)
+                    out.truncate()
+                    json.dump(record, out, indent=2, sort_keys=True)
+                    out.write("\n")
+                    out.flush()
+                    os.fsync(out.fileno())
+                try:
+                    os.link(staged, folder / f"{version}.json")
+                    return version
+                except FileExistsError:
+                    version += 1
+        finally:
+            os.close(fd)
+            os.unlink(staged)
+
+
+def _model_files(source: Path) -> list[tuple[str, Path]]:
+    """The files to register: (path inside the model folder, file on disk), sorted.
+
+    A single file keeps its name; a directory keeps its own name as the top folder,
+    as Azure ML does, so `AZUREML_MODEL_DIR/<dir name>/...` resolves the same way.
+    """
+    if not source.exists():
+        raise InputError(f"cannot register {source}: no such file or directory")
+    if source.is_file():
+        return [(source.name, source)]
+    root = source.resolve()
+    found: list[tuple[str, Path]] = []
+    for dirpath, dirnames, filenames in os.walk(source):
+        dirnames.sort()
+        for entry in sorted(dirnames) + sorted(filenames):
+            path = Path(dirpath, entry)
+            if path.is_symlink():
+                target = path.resolve()
+                if not target.is_relative_to(root):
+                    raise SourceError(
+                        f"cannot register {path}: it is a symlink to {target}, outside {source}; "
+                        "copy the file in or remove the link"
+                    )
+        for filename in filenames:
+            path = Path(dirpath, filename)
+            if stat.S_ISREG(path.stat().st_mode):
+                rel = path.relative_to(source.parent).as_posix()
+                found.append((rel, path))
+    if not found:
+        raise InputError(f"cannot register {source}: the directory holds no files")
+    return sorted(found)

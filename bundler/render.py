@@ -1,0 +1,149 @@
+"""Render the generated files of a bundle from the plan. PURE.
+
+Templates live in templates/ (shipped inside the wheel as bundler/templates). They get
+ONE object, `plan` (an ImageSpec), and compute nothing: facts come from plan.py.
+Every value that enters the Dockerfile passes one of two filters, `word` (a bare token
+that must match a strict pattern) or `quoted` (a double-quoted, escaped string), so no
+input can inject an instruction. Templates render in Jinja2's sandbox with StrictUndefined,
+because a user's Dockerfile template is code we run.
+
+Render never reads the environment, the clock or the registry.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from bundler.errors import ConfigError
+from bundler.plan import FILE_MODE, FileEntry, ImageSpec, Plan
+
+DOCKERFILE_TEMPLATE = "Dockerfile.jinja"
+_WORD = re.compile(r"[A-Za-z0-9._:/@+=,-]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def templates_dir() -> Path:
+    """Inside the wheel, templates sit in the package; in a source checkout, at the top."""
+    packaged = Path(__file__).parent / "templates"
+    return packaged if packaged.is_dir() else Path(__file__).parent.parent / "templates"
+
+
+class UnsafeValue(ValueError):
+    pass
+
+
+def word(value: object) -> str:
+    """A bare Dockerfile token (image names, paths, numbers): refuse anything else."""
+    text = str(value)
+    if not _WORD.fullmatch(text):
+        raise UnsafeValue(f"{text!r} cannot be placed in the Dockerfile as a bare word")
+    return text
+
+
+def quoted(value: object) -> str:
+    """A double-quoted Dockerfile string: no variable expansion, no line breaks, no escapes out."""
+    text = str(value)
+    if _CONTROL.search(text):
+        raise UnsafeValue(f"{text!r} holds a line break or control character; it cannot enter the Dockerfile")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+
+
+def exec_form(words) -> str:
+    """JSON array form for CMD / HEALTHCHECK: no shell, so signals reach the server."""
+    for item in words:
+        if _CONTROL.search(str(item)):
+            raise UnsafeValue(f"{item!r} holds a control character; it cannot enter the Dockerfile")
+    return json.dumps([str(w) for w in words])
+
+
+@lru_cache(maxsize=None)
+def _environment(template_dir: str):
+    from jinja2 import FileSystemLoader, StrictUndefined
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    env = ImmutableSandboxedEnvironment(
+        loader=FileSystemLoader(template_dir),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters.update(word=word, quoted=quoted, exec_form=exec_form)
+    return env
+
+
+def render_template(name: str, spec: ImageSpec, user_template: str | None = None) -> str:
+    from jinja2 import TemplateError
+
+    env = _environment(str(templates_dir()))
+    try:
+        template = env.from_string(user_template) if user_template is not None else env.get_template(name)
+        return template.render(plan=spec)
+    except UnsafeValue as exc:
+        raise ConfigError(f"unsafe value for the Dockerfile: {exc}") from None
+    except TemplateError as exc:
+        where = "your Dockerfile template" if user_template is not None else f"built-in template {name}"
+        line = getattr(exc, "lineno", None)
+        raise ConfigError(f"{where}{f' line {line}' if line else ''}: {exc}") from None
+
+
+def registry_login(spec: ImageSpec) -> bytes:
+    registries = []
+    for r in spec.registries:
+        entry = {"address": r.address, "images": [r.image]}
+        if r.username is not None:
+            entry.update(
+                username=r.username,
+                password_from={"env": r.password_env},
+                login=f"docker login {r.address} --username {r.username} --password-stdin",
+            )
+        elif r.address == "docker.io":
+            entry.update(credentials_required=False)
+        else:
+            entry.update(credentials_required=None,
+                         note="no [registry] in bundler.toml: log in yourself if this registry is private")
+        registries.append(entry)
+    return _json_bytes({"registries": registries})
+
+
+def _json_bytes(data: dict) -> bytes:
+    return (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def generated_files(plan: Plan, user_template: str | None) -> tuple[FileEntry, ...]:
+    """The files rendered from the plan (the manifest is added by emit, after hashing)."""
+    spec = plan.spec
+    return (
+        FileEntry(".dockerignore", FILE_MODE, data=render_template("dockerignore.jinja", spec).encode()),
+        FileEntry("Dockerfile", FILE_MODE, data=render_template(DOCKERFILE_TEMPLATE, spec, user_template).encode()),
+        FileEntry("README.md", FILE_MODE, data=render_template("README.md.jinja", spec).encode()),
+        FileEntry("registry-login.json", FILE_MODE, data=registry_login(spec)),
+    )
+
+
+def bundle_manifest(plan: Plan, digests: dict[str, tuple[int, int, str]]) -> bytes:
+    """bundle.json: the inputs and every other file's (mode, size, sha256). No time, no host path."""
+    spec = plan.spec
+    return _json_bytes({
+        "bundle_format": 1,
+        "generator": {"name": spec.generator, "version": spec.generator_version},
+        "inputs": {
+            "models": [
+                {"ref": f"{m.name}:{m.version}", "name": m.name, "version": m.version,
+                 "files": [{"path": p, "sha256": s, "size": n} for p, s, n in m.files]}
+                for m in spec.models
+            ],
+            "entry_script": spec.entry_script,
+            "engine": spec.engine,
+            "base_image": spec.base_image,
+            "server": plan.server,
+        },
+        "files": {
+            path: {"mode": f"{mode:04o}", "size": size, "sha256": sha}
+            for path, (mode, size, sha) in sorted(digests.items())
+        },
+    })
