@@ -48,7 +48,7 @@ class SourceSelection:
 def _spec(patterns):
     import pathspec  # lazy: only `save` with a source directory needs it
 
-    return pathspec.PathSpec.from_lines("gitwildmatch", patterns)
+    return pathspec.GitIgnoreSpec.from_lines(patterns)
 
 
 def select(source_dir: Path, exclude: tuple[Path, ...] = ()) -> SourceSelection:

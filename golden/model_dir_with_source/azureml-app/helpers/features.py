@@ -1,0 +1,2 @@
+def prepare(raw):
+    return len(raw)
