@@ -53,3 +53,25 @@ def test_every_golden_tree_has_a_case():
     """A golden folder without an input case is stale; a case without one is not yet reviewed."""
     assert len(CASES) >= 4
     assert sorted(p.name for p in GOLDEN_ROOT.iterdir() if p.is_dir()) == CASES
+
+
+def test_a_one_line_template_change_fails_the_golden_comparison(tmp_path, cli, monkeypatch):
+    """The goldens must notice an edited comment, not only edited instructions."""
+    from bundler import render
+    from golden_tree import serialize_tree
+
+    templates = tmp_path / "templates"
+    shutil.copytree(render.templates_dir(), templates)
+    dockerfile = templates / "Dockerfile.jinja"
+    text = dockerfile.read_text()
+    line = "# The entry script and its sources change most often, so they are the last layer.\n"
+    assert line in text
+    dockerfile.write_text(text.replace(line, line.replace("most often", "often")))
+    monkeypatch.setattr(render, "templates_dir", lambda: templates)
+
+    out = save_case("one_model", tmp_path / "one_model", cli, monkeypatch)
+    emitted, golden_tree = read_tree(out), read_tree(GOLDEN_ROOT / "one_model")
+    assert emitted != golden_tree
+    assert serialize_tree(emitted) != serialize_tree(golden_tree)
+    changed = sorted(p for p in emitted if emitted[p] != golden_tree.get(p))
+    assert changed == ["Dockerfile", "bundle.json"]  # the edit, and the manifest's digest of it
