@@ -123,9 +123,11 @@ def models_show(ref: str, home: Path | None) -> None:
 @click.option("--base-image", help="Base image, e.g. python:3.11-slim.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path),
               help="Config file (default: ./bundler.toml when present).")
+@click.option("--vendor/--no-vendor", default=None,
+              help="Download the image's wheels into the bundle, so docker build needs no network.")
 @click.option("--force", is_flag=True, help="Replace a bundle even if it has hand edits.")
 @home_option
-def save(outdir, models_, entry_script, source_dir, requirements, base_image, config_path, force, home) -> None:
+def save(outdir, models_, entry_script, source_dir, requirements, base_image, config_path, vendor, force, home) -> None:
     """Write the Docker build context for the configured models to OUTDIR (default ./imagefiles)."""
     from bundler.config import Flags
     from bundler.registry import default_home
@@ -138,6 +140,7 @@ def save(outdir, models_, entry_script, source_dir, requirements, base_image, co
         source_directory=source_dir,
         requirements=requirements,
         base_image=base_image,
+        vendor=vendor,
     )
     result = save_bundle(flags, home or default_home(), Path.cwd(), outdir, force=force)
     spec = result.plan.spec
@@ -145,6 +148,9 @@ def save(outdir, models_, entry_script, source_dir, requirements, base_image, co
     click.echo(f"engine: {spec.engine} ({spec.engine_reason})")
     for skipped in result.plan.skipped_secrets:
         click.echo(f"skipped: {skipped} (looks like a secret; not copied into the bundle)")
+    if spec.vendored:
+        click.echo(f"vendored: {sum(1 for f in result.plan.files if f.path.startswith('environment/wheels/'))} wheels "
+                   "(docker build needs no network but the base image)")
     click.echo(f"wrote {result.file_count} files to {result.path}")
     click.echo(f"next: docker build --tag {spec.default_tag} {_shown(result.path)}")
 

@@ -27,6 +27,7 @@ else:  # pragma: no cover - exercised on older Pythons only
 
 DEFAULT_CONFIG_NAME = "bundler.toml"
 ENGINES = ("auto", "bundler", "azureml")
+PLATFORMS = ("linux/amd64", "linux/arm64")
 SECRET_KEYS = ("password", "passwd", "token", "secret", "api_key", "apikey", "access_key")
 
 # An image reference: [registry[:port]/]path[:tag][@digest]. Strict on purpose: the value
@@ -43,7 +44,8 @@ SAFE_TEXT_PATTERN = re.compile(r"[^\x00-\x1f\x7f]*")
 SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "": {"models": list},
     "inference": {"entry_script": str, "source_directory": str},
-    "environment": {"requirements": str, "conda_file": str, "python": str, "base_image": str},
+    "environment": {"requirements": str, "conda_file": str, "python": str, "base_image": str,
+                    "vendor": bool, "platform": str},
     "server": {"port": int, "workers": int, "scoring_timeout": int, "max_request_bytes": int, "engine": str},
     "registry": {"address": str, "username": str, "password_env": str},
     "dockerfile": {"template": str},
@@ -78,6 +80,8 @@ class Config:
     server: ServerSettings = field(default_factory=ServerSettings)
     registry: RegistryLogin | None = None
     dockerfile_template: Path | None = None
+    vendor: bool = False  # download wheels into the bundle for an offline build
+    platform: str = "linux/amd64"
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ class Flags:
     requirements: str | None = None
     conda_file: str | None = None
     base_image: str | None = None
+    vendor: bool | None = None
 
 
 def load(flags: Flags, cwd: Path) -> Config:
@@ -245,6 +250,10 @@ def _build(data: dict, text: str, path: Path, base: Path, flags: Flags, cwd: Pat
             "or myregistry.azurecr.io/python:3.11-slim"
         )
 
+    platform = environment.get("platform", "linux/amd64")
+    if platform not in PLATFORMS:
+        raise ConfigError(f"{_where(path, text, 'environment', 'platform')}: platform must be one of {', '.join(PLATFORMS)}")
+
     template = None
     if "template" in data.get("dockerfile", {}):
         template = Path(base, data["dockerfile"]["template"])
@@ -262,6 +271,8 @@ def _build(data: dict, text: str, path: Path, base: Path, flags: Flags, cwd: Pat
         server=_server(server_data, path, text),
         registry=_registry(registry_data, path, text),
         dockerfile_template=template,
+        vendor=flags.vendor if flags.vendor is not None else environment.get("vendor", False),
+        platform=platform,
     )
 
 

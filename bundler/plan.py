@@ -78,6 +78,7 @@ class ImageSpec:
     healthcheck: tuple[str, ...]
     registries: tuple[RegistrySpec, ...]
     default_tag: str
+    vendored: bool  # wheels ship in environment/wheels/: the build needs no network
     app_root: str = APP_ROOT
     models_root: str = MODELS_ROOT
     venv: str = VENV
@@ -108,8 +109,9 @@ def make(
     runtime_files: tuple[tuple[str, Path], ...],
     runtime_requirements: bytes,
     blob_path,
+    wheels: tuple[tuple[str, Path], ...] = (),
 ) -> Plan:
-    engine, reason = _choose_engine(config, entry)
+    engine, reason = choose_engine(config, entry)
     model_specs = tuple(_model_spec(m) for m in models)
     entry_rel = _entry_relative(config)
 
@@ -125,12 +127,14 @@ def make(
         files.append(FileEntry(f"azureml-app/{entry_rel}", FILE_MODE, source=config.entry_script))
     for rel, path in runtime_files:
         files.append(FileEntry(f"runtime/{rel}", FILE_MODE, source=path))
-    files.append(FileEntry("runtime/requirements.txt", FILE_MODE, data=_runtime_requirements(engine, runtime_requirements)))
+    files.append(FileEntry("runtime/requirements.txt", FILE_MODE, data=runtime_requirements_for(engine, runtime_requirements)))
     if config.requirements is not None:
         files.append(FileEntry("environment/requirements.txt", FILE_MODE, source=config.requirements))
     else:
         files.append(FileEntry("environment/requirements.txt", FILE_MODE,
                                data=b"# No requirements were given to bundler save.\n"))
+    for name, path in wheels:
+        files.append(FileEntry(f"environment/wheels/{name}", FILE_MODE, source=path))
     _check_unique(files)
 
     server = {
@@ -155,6 +159,7 @@ def make(
         healthcheck=("python", "-m", f"{RUNTIME_PACKAGE}.healthcheck"),
         registries=(_registry(config),),
         default_tag=model_specs[0].name.lower(),
+        vendored=config.vendor,
     )
     return Plan(
         spec=spec,
@@ -165,7 +170,7 @@ def make(
     )
 
 
-def _choose_engine(config: Config, entry: EntryScriptInfo) -> tuple[str, str]:
+def choose_engine(config: Config, entry: EntryScriptInfo) -> tuple[str, str]:
     wanted = config.server.engine
     if entry.needs_azureml_engine:
         if wanted == "bundler":
@@ -195,7 +200,7 @@ def _model_spec(model: ModelVersion) -> ModelSpec:
     )
 
 
-def _runtime_requirements(engine: str, bundled: bytes) -> bytes:
+def runtime_requirements_for(engine: str, bundled: bytes) -> bytes:
     if engine == "azureml":
         return (
             b"# The reference Azure ML inference server, for an entry script that needs raw HTTP access.\n"

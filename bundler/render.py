@@ -141,6 +141,7 @@ def bundle_manifest(plan: Plan, digests: dict[str, tuple[int, int, str]]) -> byt
             "engine": spec.engine,
             "base_image": spec.base_image,
             "server": plan.server,
+            "vendor": spec.vendored,
         },
         "files": {
             path: {"mode": f"{mode:04o}", "size": size, "sha256": sha}

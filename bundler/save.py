@@ -5,6 +5,7 @@ This is the only place that connects the shell to the core; it never prints.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,10 @@ def runtime_files() -> tuple[tuple[str, Path], ...]:
     return tuple(files)
 
 
-def build_plan(flags: config_module.Flags, home: Path, cwd: Path, outdir: Path) -> tuple[plan_module.Plan, str | None]:
+def build_plan(
+    flags: config_module.Flags, home: Path, cwd: Path, outdir: Path, wheel_dir: Path | None = None
+) -> tuple[plan_module.Plan, str | None]:
+    """Gather inputs and plan; wheel_dir (a scratch folder) is needed only when vendoring."""
     config = config_module.load(flags, cwd)
     registry = Registry(home)
     models = tuple(registry.resolve(ref) for ref in config.models)
@@ -47,16 +51,32 @@ def build_plan(flags: config_module.Flags, home: Path, cwd: Path, outdir: Path) 
             user_template = config.dockerfile_template.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"Dockerfile template {config.dockerfile_template}: cannot read it ({exc})") from exc
+    runtime_requirements = (RUNTIME_DIR / "requirements.txt").read_bytes()
+    wheels = ()
+    if config.vendor:
+        wheels = _vendor(config, info, runtime_requirements, wheel_dir)
     plan = plan_module.make(
         config,
         models,
         info,
         selection,
         runtime_files(),
-        (RUNTIME_DIR / "requirements.txt").read_bytes(),
+        runtime_requirements,
         registry.blob_path,
+        wheels,
     )
     return plan, user_template
+
+
+def _vendor(config, info, runtime_requirements: bytes, wheel_dir: Path):
+    """Download wheels for the image (network); pip sees the same requirement files the image will."""
+    from bundler import vendor
+
+    engine, _ = plan_module.choose_engine(config, info)
+    runtime_file = wheel_dir.parent / "runtime-requirements.txt"
+    runtime_file.write_bytes(plan_module.runtime_requirements_for(engine, runtime_requirements))
+    files = (runtime_file,) + ((config.requirements,) if config.requirements else ())
+    return vendor.download(files, config.python, config.platform, wheel_dir)
 
 
 def bundle_entries(plan: plan_module.Plan, user_template: str | None) -> tuple[plan_module.FileEntry, ...]:
@@ -65,7 +85,8 @@ def bundle_entries(plan: plan_module.Plan, user_template: str | None) -> tuple[p
 
 def save(flags: config_module.Flags, home: Path, cwd: Path, outdir: Path, force: bool = False) -> SaveResult:
     outdir = Path(cwd, outdir)
-    plan, user_template = build_plan(flags, home, cwd, outdir)
-    entries = bundle_entries(plan, user_template)
-    path = emit.write(outdir, entries, lambda digests: render.bundle_manifest(plan, digests), force=force)
+    with tempfile.TemporaryDirectory(prefix="bundler-wheels-") as scratch:
+        plan, user_template = build_plan(flags, home, cwd, outdir, Path(scratch) / "wheels")
+        entries = bundle_entries(plan, user_template)
+        path = emit.write(outdir, entries, lambda digests: render.bundle_manifest(plan, digests), force=force)
     return SaveResult(path, plan, len(entries) + 1)
