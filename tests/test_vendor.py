@@ -36,6 +36,7 @@ def test_vendor_downloads_wheels_for_the_image_and_installs_offline(project, cli
     dockerfile = (project / "out/Dockerfile").read_text()
     assert "COPY environment/wheels/ /tmp/bundler/wheels/" in dockerfile
     assert "--no-index --find-links /tmp/bundler/wheels" in dockerfile
+    assert "Every Python wheel the image needs is in `environment/wheels/`" in (project / "out/README.md").read_text()
     manifest = json.loads((project / "out/bundle.json").read_text())
     assert manifest["inputs"]["vendor"] is True
     assert all(f"environment/wheels/{name}" in manifest["files"] for name in wheels)
