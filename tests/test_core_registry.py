@@ -139,3 +139,17 @@ def test_concurrent_registers_get_distinct_versions(tmp_path):
     versions = sorted(int(p.communicate()[0]) for p in procs)
     assert versions == [1, 2, 3, 4, 5, 6]
     assert Registry(home).versions("same") == [1, 2, 3, 4, 5, 6]
+
+
+def test_home_resolution_flag_then_env_then_user_home(cli, tmp_path, monkeypatch):
+    (tmp_path / "m").write_bytes(b"m")
+    monkeypatch.delenv("BUNDLER_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    assert cli("register", tmp_path / "m", "--name", "a").exit_code == 0
+    assert (tmp_path / "user" / ".bundler" / "models" / "a" / "1.json").is_file()
+    monkeypatch.setenv("BUNDLER_HOME", str(tmp_path / "env-home"))
+    cli("register", tmp_path / "m", "--name", "b")
+    assert (tmp_path / "env-home" / "models" / "b" / "1.json").is_file()
+    cli("register", tmp_path / "m", "--name", "c", "--home", tmp_path / "flag-home")
+    assert (tmp_path / "flag-home" / "models" / "c" / "1.json").is_file()
+    assert not (tmp_path / "env-home" / "models" / "c").exists()
