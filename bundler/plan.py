@@ -29,7 +29,7 @@ FILE_MODE, EXEC_MODE = 0o644, 0o755
 DOCKER_HUB = "docker.io"
 
 # The reference server, for entry scripts that need raw HTTP access (engine "azureml").
-AZUREML_SERVER_REQUIREMENT = "azureml-inference-server-http==1.4.1"
+AZUREML_SERVER_REQUIREMENT = "azureml-inference-server-http==1.5.1"
 
 
 @dataclass(frozen=True)
@@ -225,8 +225,8 @@ def _image_env(engine, models, entry_rel, server) -> tuple[tuple[str, str], ...]
         ("BUNDLER_SCORING_TIMEOUT", str(server["scoring_timeout"])),
         ("BUNDLER_MAX_REQUEST_BYTES", str(server["max_request_bytes"])),
     ]
-    if engine == "azureml":
-        env += [("WORKER_COUNT", str(server["workers"])), ("WORKER_TIMEOUT", str(server["scoring_timeout"]))]
+    if engine == "azureml":  # the reference server's names for the same settings
+        env += [("WORKER_COUNT", str(server["workers"])), ("SCORING_TIMEOUT_MS", str(server["scoring_timeout"] * 1000))]
     return tuple(env)
 
 
