@@ -1,0 +1,136 @@
+"""Production behaviour of our runtime: keep-alive, body limit, graceful SIGTERM, access log,
+worker count, health check, and no writes outside /tmp."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from servers import RUNTIME_DIR, SCRIPTS, start
+
+JSON = {"Content-Type": "application/json"}
+
+
+def test_keep_alive_serves_many_requests_on_one_connection(tmp_path):
+    server = start("ours", SCRIPTS / "plain.py", tmp_path)
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        for i in range(3):
+            conn.request("POST", "/score", body=f'{{"n": {i}}}', headers=JSON)
+            response = conn.getresponse()
+            assert response.status == 200 and response.read()
+            assert response.getheader("connection", "keep-alive").lower() != "close"
+        assert conn.sock is not None  # never reconnected
+        conn.close()
+    finally:
+        server.stop()
+
+
+def test_request_body_limit_gives_413(tmp_path):
+    server = start("ours", SCRIPTS / "plain.py", tmp_path, {"BUNDLER_MAX_REQUEST_BYTES": "100"})
+    try:
+        small = server.request("POST", "/score", b'{"a": 1}', JSON)
+        big = server.request("POST", "/score", b'{"a": "' + b"x" * 200 + b'"}', JSON)
+        assert small.status == 200
+        assert big.status == 413 and b"limit of 100 bytes" in big.body
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        conn.putrequest("POST", "/score")  # chunked: no Content-Length to refuse up front
+        conn.putheader("Transfer-Encoding", "chunked")
+        conn.putheader("Content-Type", "application/json")
+        conn.endheaders()
+        payload = b"x" * 300
+        conn.send(f"{len(payload):x}\r\n".encode() + payload + b"\r\n0\r\n\r\n")
+        assert conn.getresponse().status == 413
+        assert server.request("GET", "/").status == 200  # still serving
+    finally:
+        server.stop()
+
+
+def test_sigterm_drains_the_request_in_flight(tmp_path):
+    server = start("ours", SCRIPTS / "plain.py", tmp_path)
+    result = {}
+
+    def slow_request():
+        result["response"] = server.request("POST", "/score", b'{"sleep": 2}', JSON)
+
+    thread = threading.Thread(target=slow_request)
+    thread.start()
+    time.sleep(0.5)
+    server.process.send_signal(signal.SIGTERM)
+    thread.join(30)
+    assert result["response"].status == 200 and result["response"].body == b'"slept"'
+    assert server.process.wait(30) == 0
+
+
+def test_one_access_log_line_per_request(tmp_path):
+    server = start("ours", SCRIPTS / "plain.py", tmp_path)
+    try:
+        for request_id in ("req-a", "req-b", "req-c"):
+            server.request("POST", "/score", b'{"a": 1}', {**JSON, "x-request-id": request_id})
+    finally:
+        server.stop()
+    lines = [line for line in server.log.read_text().splitlines() if '"POST /score' in line]
+    assert len(lines) == 3
+    assert [re.search(r"x-request-id=(\S+)", line).group(1) for line in lines] == ["req-a", "req-b", "req-c"]
+    assert all(" 200 " in line for line in lines)
+
+
+def test_each_worker_runs_init_once(tmp_path):
+    server = start("ours", SCRIPTS / "plain.py", tmp_path, {"BUNDLER_WORKERS": "2"})
+    try:
+        log = server.log.read_text()
+        for _ in range(50):
+            log = server.log.read_text()
+            if log.count("Invoking init()") == 2:
+                break
+            time.sleep(0.1)
+        assert log.count("Invoking init()") == 2
+    finally:
+        server.stop()
+
+
+def test_no_writes_outside_tmp(tmp_path):
+    """The app root, the runtime and HOME stay untouched: the image works with a read-only root."""
+    app_root = tmp_path / "app"
+    app_root.mkdir()
+    (app_root / "plain.py").write_text((SCRIPTS / "plain.py").read_text())
+    before = {p: p.stat().st_mtime_ns for p in list(app_root.rglob("*")) + list(RUNTIME_DIR.rglob("*"))}
+    server = start("ours", app_root / "plain.py", tmp_path)
+    try:
+        assert server.request("POST", "/score", b'{"a": 1}', JSON).status == 200
+    finally:
+        server.stop()
+    after = {p: p.stat().st_mtime_ns for p in list(app_root.rglob("*")) + list(RUNTIME_DIR.rglob("*"))}
+    assert after == before
+    assert not any((tmp_path / "home").iterdir()), "something was written under HOME"
+    assert not any(p.name == "__pycache__" for p in app_root.rglob("*"))
+
+
+def test_healthcheck_exit_codes(tmp_path):
+    server = start("ours", SCRIPTS / "plain.py", tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(RUNTIME_DIR), "BUNDLER_PORT": str(server.port)}
+    check = [sys.executable, "-m", "bundler_runtime.healthcheck"]
+    try:
+        assert subprocess.run(check, env=env, capture_output=True).returncode == 0
+    finally:
+        server.stop()
+    down = subprocess.run(check, env=env, capture_output=True, text=True)
+    assert down.returncode == 1 and "unhealthy" in down.stderr
+
+
+@pytest.mark.parametrize("setting", ["BUNDLER_PORT=abc", "BUNDLER_WORKERS=0"])
+def test_bad_settings_stop_with_a_clear_line(tmp_path, setting):
+    name, value = setting.split("=")
+    env = {**os.environ, "PYTHONPATH": str(RUNTIME_DIR), "AML_APP_ROOT": str(SCRIPTS),
+           "AZUREML_ENTRY_SCRIPT": "plain.py", name: value}
+    done = subprocess.run([sys.executable, "-m", "bundler_runtime"], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert f"bad server setting: {name}={value!r}" in done.stderr
