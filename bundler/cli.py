@@ -155,6 +155,17 @@ def save(outdir, models_, entry_script, source_dir, requirements, base_image, co
     click.echo(f"next: docker build --tag {spec.default_tag} {_shown(result.path)}")
 
 
+@main.command()
+@click.argument("bundle", default="imagefiles", type=click.Path(path_type=Path))
+@click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on (default: the bundle's).")
+@click.option("--workers", type=click.IntRange(1, 64), help="Worker processes (default: the bundle's).")
+def serve(bundle: Path, port: int | None, workers: int | None) -> None:
+    """Run a saved bundle's scoring server here, without Docker, as the container would."""
+    from bundler.serve import serve as serve_bundle
+
+    serve_bundle(bundle, port, workers)
+
+
 def _shown(path: Path) -> str:
     try:
         return str(path.relative_to(Path.cwd())) or "."

@@ -1,0 +1,100 @@
+"""`bundler serve`: run a saved bundle's scoring server here, without Docker.
+
+It runs the bundle's OWN copy of the runtime, in the current Python environment, with the
+environment variables the container sets (derived from bundle.json and the layout in
+docs/bundle-layout.md, with the bundle's folders in place of the image's paths).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from bundler import verify
+from bundler.errors import BundlerError
+
+_NAME = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*(?:==\s*([^\s;,]+))?")
+
+
+@dataclass(frozen=True)
+class ServeCommand:
+    argv: tuple[str, ...]
+    env: dict
+
+
+def command(bundle: Path, port: int | None = None, workers: int | None = None, base_env=None) -> ServeCommand:
+    """The command and environment that run this bundle's server. Pure but for reading bundle.json."""
+    bundle = Path(os.path.abspath(bundle))
+    if not verify.is_bundle(bundle):
+        raise BundlerError(f"{bundle} is not a bundle (no bundle.json); make one with: bundler save {bundle}")
+    inputs = verify.read_manifest(bundle).get("inputs", {})
+    models = inputs.get("models", [])
+    server = inputs.get("server", {})
+    if not models or "entry_script" not in inputs:
+        raise BundlerError(f"{bundle / 'bundle.json'} lists no models or entry script; save the bundle again")
+    model_dir = bundle / "azureml-models"
+    if len(models) == 1:
+        model_dir = model_dir / models[0]["name"] / str(models[0]["version"])
+    port = port or server.get("port", 5001)
+    workers = workers or server.get("workers", 1)
+    env = dict(os.environ if base_env is None else base_env)
+    env.update(
+        AML_APP_ROOT=str(bundle / "azureml-app"),
+        AZUREML_ENTRY_SCRIPT=inputs["entry_script"],
+        AZUREML_MODEL_DIR=str(model_dir),
+        BUNDLER_PORT=str(port),
+        BUNDLER_WORKERS=str(workers),
+        BUNDLER_SCORING_TIMEOUT=str(server.get("scoring_timeout", 60)),
+        BUNDLER_MAX_REQUEST_BYTES=str(server.get("max_request_bytes", 100 * 1024 * 1024)),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(bundle / "runtime"), env.get("PYTHONPATH")])),
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    if inputs.get("engine") == "azureml":
+        env.update(WORKER_COUNT=str(workers), SCORING_TIMEOUT_MS=str(int(server.get("scoring_timeout", 60)) * 1000))
+        argv = ("azmlinfsrv", "--entry_script", str(bundle / "azureml-app" / inputs["entry_script"]),
+                "--port", str(port))
+    else:
+        argv = (sys.executable, "-m", "bundler_runtime")
+    return ServeCommand(argv, env)
+
+
+def missing_requirements(bundle: Path) -> list[str]:
+    """Requirements of the bundle not satisfied here: 'name' (absent) or 'name==want (have x)'."""
+    from importlib import metadata
+
+    problems = []
+    for path in (bundle / "runtime" / "requirements.txt", bundle / "environment" / "requirements.txt"):
+        if not path.is_file():
+            continue
+        for line in path.read_text(encoding="utf-8").splitlines():
+            line = line.split("#", 1)[0].strip()
+            if not line or line.startswith("-") or ";" in line:
+                continue  # options, and lines with markers, are pip's business
+            match = _NAME.match(line)
+            if not match:
+                continue
+            name, pinned = match.groups()
+            try:
+                have = metadata.version(name)
+            except metadata.PackageNotFoundError:
+                problems.append(name)
+                continue
+            if pinned and have != pinned:
+                problems.append(f"{name}=={pinned} (have {have})")
+    return problems
+
+
+def serve(bundle: Path, port: int | None, workers: int | None) -> None:
+    """Replace this process with the bundle's server (signals then reach it directly)."""
+    bundle = Path(os.path.abspath(bundle))
+    cmd = command(bundle, port, workers)
+    missing = missing_requirements(bundle)
+    if missing:
+        raise BundlerError(
+            f"the bundle's requirements are not installed here: {', '.join(missing)}; install them with: "
+            f"pip install -r {bundle / 'runtime' / 'requirements.txt'} -r {bundle / 'environment' / 'requirements.txt'}"
+        )
+    os.execvpe(cmd.argv[0], list(cmd.argv), cmd.env)

@@ -1,0 +1,92 @@
+"""`bundler serve`: the bundle's own runtime, here, with the container's environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import pytest
+
+from bundler.errors import BundlerError
+from bundler.serve import command, missing_requirements
+
+SCRIPT = "import json\ndef init():\n    pass\ndef run(raw):\n    return {'got': json.loads(raw)}\n"
+
+
+@pytest.fixture
+def bundle(tmp_path, cli, monkeypatch):
+    (tmp_path / "score.py").write_text(SCRIPT)
+    (tmp_path / "a.bin").write_bytes(b"a")
+    (tmp_path / "b.bin").write_bytes(b"b")
+    monkeypatch.chdir(tmp_path)
+    cli("register", "a.bin", "--name", "alpha")
+
+    def make(*models):
+        result = cli("save", "out", *[f"--model={m}" for m in models], "--entry-script", "score.py")
+        assert result.exit_code == 0, result.output
+        return tmp_path / "out"
+    return make
+
+
+def test_command_sets_the_containers_environment(bundle):
+    out = bundle("alpha:1")
+    cmd = command(out, base_env={"PYTHONPATH": "/elsewhere"})
+    assert cmd.argv == (sys.executable, "-m", "bundler_runtime")
+    assert cmd.env["AML_APP_ROOT"] == str(out / "azureml-app")
+    assert cmd.env["AZUREML_ENTRY_SCRIPT"] == "score.py"
+    assert cmd.env["AZUREML_MODEL_DIR"] == str(out / "azureml-models" / "alpha" / "1")
+    assert cmd.env["PYTHONPATH"] == os.pathsep.join([str(out / "runtime"), "/elsewhere"])
+    assert (cmd.env["BUNDLER_PORT"], cmd.env["BUNDLER_WORKERS"]) == ("5001", "1")
+    assert command(out, port=6000, workers=3, base_env={}).env["BUNDLER_PORT"] == "6000"
+
+
+def test_several_models_share_the_models_folder(bundle, cli):
+    cli("register", "b.bin", "--name", "beta")
+    out = bundle("alpha:1", "beta:1")
+    assert command(out, base_env={}).env["AZUREML_MODEL_DIR"] == str(out / "azureml-models")
+
+
+def test_not_a_bundle(tmp_path):
+    with pytest.raises(BundlerError, match="not a bundle"):
+        command(tmp_path)
+
+
+def test_missing_requirements_are_named(bundle, cli):
+    out = bundle("alpha:1")
+    (out / "environment" / "requirements.txt").write_text("surely-not-installed-pkg==1.0\nclick\npytest==0.0.1\n")
+    problems = missing_requirements(out)
+    assert problems[0] == "surely-not-installed-pkg"
+    assert problems[1].startswith("pytest==0.0.1 (have ")
+    assert len(problems) == 2
+    result = subprocess.run([sys.executable, "-m", "bundler", "serve", str(out)], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "surely-not-installed-pkg" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_answers_score(bundle):
+    from runtime.servers import free_port
+
+    out = bundle("alpha:1")
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "bundler", "serve", str(out), "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/score", data=b'{"x": 1}',
+                                                 headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    assert json.loads(response.read()) == {"got": {"x": 1}}
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None, process.stdout.read()
+                time.sleep(0.1)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
