@@ -166,6 +166,16 @@ def serve(bundle: Path, port: int | None, workers: int | None) -> None:
     serve_bundle(bundle, port, workers)
 
 
+@main.command()
+@click.argument("bundle", default="imagefiles", type=click.Path(path_type=Path))
+@click.option("-t", "--tag", help="Image name (default: the first model's name).")
+def build(bundle: Path, tag: str | None) -> None:
+    """Build the bundle's image with docker (or podman); prints the image name."""
+    from bundler.build import build as build_image
+
+    click.echo(f"built image: {build_image(bundle, tag)}")
+
+
 def _shown(path: Path) -> str:
     try:
         return str(path.relative_to(Path.cwd())) or "."

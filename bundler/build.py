@@ -1,0 +1,48 @@
+"""`bundler build`: a convenience for people who have an image builder.
+
+Runs `docker build` (or `podman build` where docker has no engine) on the bundle, streams
+the builder's output, and returns the image name. It adds nothing the Dockerfile lacks:
+the bundle stays buildable with a plain `docker build`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from bundler import verify
+from bundler.errors import BundlerError
+
+
+def find_engine() -> str:
+    """'docker' when its engine answers, else 'podman' when installed; else a clear error."""
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "info"], capture_output=True).returncode == 0:
+        return docker
+    podman = shutil.which("podman")
+    if podman:
+        return podman
+    if docker:
+        raise BundlerError("docker is installed but its engine does not answer (is the daemon running?), "
+                           "and podman is not installed; start Docker or install podman")
+    raise BundlerError("no image builder found: install Docker or podman, or copy the bundle to a machine that has one")
+
+
+def default_tag(bundle: Path) -> str:
+    models = verify.read_manifest(bundle).get("inputs", {}).get("models", [])
+    if not models:
+        raise BundlerError(f"{bundle / 'bundle.json'} names no model; pass --tag NAME")
+    return models[0]["name"].lower()
+
+
+def build(bundle: Path, tag: str | None = None) -> str:
+    if not verify.is_bundle(bundle):
+        raise BundlerError(f"{bundle} is not a bundle (no bundle.json); make one with: bundler save {bundle}")
+    tag = tag or default_tag(bundle)
+    engine = find_engine()
+    # Output is inherited, so the builder's progress streams as it happens.
+    result = subprocess.run([engine, "build", "--tag", tag, str(bundle)])
+    if result.returncode != 0:
+        raise BundlerError(f"{Path(engine).name} build failed (exit {result.returncode}); its output is above")
+    return tag
