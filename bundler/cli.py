@@ -114,34 +114,42 @@ def models_show(ref: str, home: Path | None) -> None:
         click.echo(f"{f.sha256}  {f.size:>12}  {f.path}")
 
 
+def input_options(func):
+    """The inputs of a bundle, shared by `save` and `diff`; collected into `flags`."""
+    options = [
+        click.option("--model", "models_", multiple=True, metavar="NAME[:VERSION]", help="Model to include; repeatable."),
+        click.option("--entry-script", help="The init()/run() script (relative to --source-dir when given)."),
+        click.option("--source-dir", help="Folder whose files ship next to the entry script."),
+        click.option("--requirements", help="pip requirements file for the image."),
+        click.option("--base-image", help="Base image, e.g. python:3.11-slim."),
+        click.option("--config", "config_path", type=click.Path(path_type=Path),
+                     help="Config file (default: ./bundler.toml when present)."),
+        click.option("--vendor/--no-vendor", default=None,
+                     help="Download the image's wheels into the bundle, so docker build needs no network."),
+        home_option,
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _flags(models_, entry_script, source_dir, requirements, base_image, config_path, vendor):
+    from bundler.config import Flags
+
+    return Flags(config=config_path, models=models_, entry_script=entry_script, source_directory=source_dir,
+                 requirements=requirements, base_image=base_image, vendor=vendor)
+
+
 @main.command()
 @click.argument("outdir", default="imagefiles", type=click.Path(path_type=Path))
-@click.option("--model", "models_", multiple=True, metavar="NAME[:VERSION]", help="Model to include; repeatable.")
-@click.option("--entry-script", help="The init()/run() script (relative to --source-dir when given).")
-@click.option("--source-dir", help="Folder whose files ship next to the entry script.")
-@click.option("--requirements", help="pip requirements file for the image.")
-@click.option("--base-image", help="Base image, e.g. python:3.11-slim.")
-@click.option("--config", "config_path", type=click.Path(path_type=Path),
-              help="Config file (default: ./bundler.toml when present).")
-@click.option("--vendor/--no-vendor", default=None,
-              help="Download the image's wheels into the bundle, so docker build needs no network.")
+@input_options
 @click.option("--force", is_flag=True, help="Replace a bundle even if it has hand edits.")
-@home_option
-def save(outdir, models_, entry_script, source_dir, requirements, base_image, config_path, vendor, force, home) -> None:
+def save(outdir, models_, entry_script, source_dir, requirements, base_image, config_path, vendor, home, force) -> None:
     """Write the Docker build context for the configured models to OUTDIR (default ./imagefiles)."""
-    from bundler.config import Flags
     from bundler.registry import default_home
     from bundler.save import save as save_bundle
 
-    flags = Flags(
-        config=config_path,
-        models=models_,
-        entry_script=entry_script,
-        source_directory=source_dir,
-        requirements=requirements,
-        base_image=base_image,
-        vendor=vendor,
-    )
+    flags = _flags(models_, entry_script, source_dir, requirements, base_image, config_path, vendor)
     result = save_bundle(flags, home or default_home(), Path.cwd(), outdir, force=force)
     spec = result.plan.spec
     click.echo(f"models: {', '.join(spec.model_refs)}")
@@ -153,6 +161,49 @@ def save(outdir, models_, entry_script, source_dir, requirements, base_image, co
                    "(docker build needs no network but the base image)")
     click.echo(f"wrote {result.file_count} files to {result.path}")
     click.echo(f"next: docker build --tag {spec.default_tag} {_shown(result.path)}")
+
+
+@main.command()
+@click.argument("bundle", default="imagefiles", type=click.Path(path_type=Path))
+def verify(bundle: Path) -> None:
+    """Check every file of BUNDLE against its bundle.json (sha256, size, mode)."""
+    from bundler import verify as verify_module
+    from bundler.errors import BundlerError
+
+    if not verify_module.is_bundle(bundle):
+        raise BundlerError(f"{bundle} is not a bundle (no bundle.json); make one with: bundler save {bundle}")
+    report = verify_module.check(bundle)
+    for label, paths in (("modified", report.modified), ("missing", report.missing), ("extra", report.extra)):
+        for path in paths:
+            click.echo(f"{label}: {path}")
+    if not report.ok:
+        count = len(report.modified) + len(report.missing) + len(report.extra)
+        raise BundlerError(f"{bundle}: {count} file(s) differ from bundle.json")
+    click.echo(f"ok: every file of {bundle} matches bundle.json")
+
+
+@main.command()
+@click.argument("bundle", default="imagefiles", type=click.Path(path_type=Path))
+@input_options
+def diff(bundle, models_, entry_script, source_dir, requirements, base_image, config_path, vendor, home) -> None:
+    """Show what `save` with the current inputs would change in BUNDLE (writes nothing)."""
+    import tempfile
+
+    from bundler import diff as diff_module
+    from bundler.registry import default_home
+    from bundler.save import build_plan, bundle_entries
+
+    flags = _flags(models_, entry_script, source_dir, requirements, base_image, config_path, vendor)
+    target = Path.cwd() / bundle
+    with tempfile.TemporaryDirectory(prefix="bundler-wheels-") as scratch:
+        plan, template = build_plan(flags, home or default_home(), Path.cwd(), target, Path(scratch) / "wheels")
+        lines = diff_module.changes(target, diff_module.would_write(bundle_entries(plan, template), plan))
+    for line in lines:
+        click.echo(line)
+    if lines:
+        click.echo(f"save would change {bundle} as shown above")
+    else:
+        click.echo(f"no changes: save would write {bundle} exactly as it is")
 
 
 @main.command()

@@ -1,0 +1,75 @@
+"""`bundler diff`: what `save` with the current inputs would change in an existing bundle.
+
+A unified diff per changed text file and one line per binary, added or deleted file, so a
+user who edited the Dockerfile sees their edits and the generator's changes side by side.
+Computes the would-be bundle in memory (plus streaming digests of copied files); writes nothing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from pathlib import Path
+
+from bundler import render, verify
+from bundler.digest import sha256_file
+from bundler.plan import FileEntry
+
+TEXT_LIMIT = 1 << 20  # larger files are compared by digest only
+
+
+def would_write(entries: tuple[FileEntry, ...], plan) -> dict[str, FileEntry]:
+    """Every file save would write, the manifest included."""
+    digests = {}
+    for entry in entries:
+        if entry.data is not None:
+            digests[entry.path] = (entry.mode, len(entry.data), hashlib.sha256(entry.data).hexdigest())
+        else:
+            sha, size = sha256_file(entry.source)
+            digests[entry.path] = (entry.mode, size, sha)
+    files = {entry.path: entry for entry in entries}
+    files[verify.MANIFEST] = FileEntry(verify.MANIFEST, 0o644, data=render.bundle_manifest(plan, digests))
+    return files
+
+
+def changes(bundle: Path, new: dict[str, FileEntry]) -> list[str]:
+    """Lines to print: unified diffs and one-line notes, sorted by path."""
+    present = set(verify.listed_files(bundle)) | ({verify.MANIFEST} if verify.is_bundle(bundle) else set())
+    out: list[str] = []
+    for path in sorted(present | set(new)):
+        if path not in new:
+            out.append(f"only in {bundle.name}: {path} (save would delete it)")
+            continue
+        entry = new[path]
+        new_bytes = _bytes(entry)
+        if path not in present:
+            out.append(f"new file: {path}")
+            continue
+        old_path = bundle / path
+        if new_bytes is None or old_path.stat().st_size > TEXT_LIMIT:
+            new_sha = sha256_file(entry.source)[0] if new_bytes is None else hashlib.sha256(new_bytes).hexdigest()
+            if sha256_file(old_path)[0] != new_sha:
+                out.append(f"large file differs: {path}")
+            continue
+        old_bytes = old_path.read_bytes()
+        if old_bytes == new_bytes:
+            if (old_path.stat().st_mode & 0o777) != entry.mode:
+                out.append(f"mode differs: {path} ({old_path.stat().st_mode & 0o777:04o} -> {entry.mode:04o})")
+            continue
+        try:
+            old_text, new_text = old_bytes.decode("utf-8"), new_bytes.decode("utf-8")
+        except UnicodeDecodeError:
+            out.append(f"binary file differs: {path}")
+            continue
+        out.extend(line.rstrip("\n") for line in difflib.unified_diff(
+            old_text.splitlines(keepends=True), new_text.splitlines(keepends=True),
+            fromfile=f"{bundle.name}/{path}", tofile=f"save/{path}"))
+    return out
+
+
+def _bytes(entry: FileEntry) -> bytes | None:
+    if entry.data is not None:
+        return entry.data
+    if entry.source.stat().st_size > TEXT_LIMIT:
+        return None
+    return entry.source.read_bytes()
