@@ -27,6 +27,13 @@ class BundlerGroup(click.Group):
                 raise
             click.echo(f"bundler: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:
+            # The machine, not the user's input or a bug: a full disk, a permission, a vanished file.
+            if ctx.meta.get("bundler.debug"):
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"bundler: error: {where}{exc.strerror or exc}", err=True)
+            ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("bundler: interrupted; nothing was half-written", err=True)
             ctx.exit(130)
