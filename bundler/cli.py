@@ -17,6 +17,21 @@ from bundler import __version__
 
 
 class BundlerGroup(click.Group):
+    def main(self, args=None, prog_name=None, **kwargs):
+        """Usage errors, like every error, are one line: what is wrong and where to look."""
+        kwargs.pop("standalone_mode", None)
+        try:
+            code = super().main(args, prog_name, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx else "bundler"
+            message = " ".join(exc.format_message().split()).rstrip(".")
+            click.echo(f"bundler: error: {message}; see '{where} --help'", err=True)
+            sys.exit(2)
+        except click.Abort:
+            click.echo("bundler: interrupted; nothing was half-written", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx: click.Context):
         from bundler.errors import BundlerError
 
