@@ -19,13 +19,15 @@ IGNORE_FILE = ".bundlerignore"
 
 # Build and tool litter: never useful inside an image.
 DEFAULT_IGNORES = (
-    ".git/", ".hg/", ".svn/", "__pycache__/", "*.py[cod]", ".venv/", "venv/", ".mypy_cache/",
+    ".hg/", ".svn/", "__pycache__/", "*.py[cod]", ".venv/", "venv/", ".mypy_cache/",
     ".pytest_cache/", ".ipynb_checkpoints/", ".DS_Store", ".idea/", ".vscode/", ".tox/",
     "*.egg-info/", IGNORE_FILE,
     ".bundler-tmp-*/",  # a save in progress (or killed) beside an output folder
 )
 # Secrets: left out AND named in the output, so nobody ships a key by accident.
+# .git/ is here because its config can hold credentials in remote URLs.
 SECRET_IGNORES = (
+    ".git/",
     ".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "id_rsa*", "id_dsa*", "id_ecdsa*",
     "id_ed25519*", ".ssh/", ".aws/", ".azure/", ".netrc", ".pypirc", ".npmrc", ".git-credentials",
     ".docker/config.json", "credentials.json", "*.kdbx",
