@@ -1,0 +1,138 @@
+"""Our scoring runtime against the reference Azure ML server, on the same entry script.
+
+    python benchmarks/runtime_vs_reference.py [--rounds 3] [--seconds 10] [--workers 1]
+
+The model is the README's example (Ridge(alpha=0.5) on scikit-learn's diabetes data). Both
+servers run the same score.py with the same worker count on loopback; wrk (-t2 -c16,
+keep-alive) posts the seed request; the servers ALTERNATE, round by round, so drift on the
+machine hits both alike. Cold start is process start to the first healthy answer, minus the
+time init() itself took (measured inside score.py). Needs wrk and the reference server's
+venv (.ci/setup-reference-server.sh). Targets (1 worker): >= 2x the reference's requests/s,
+p99 <= half of its p99, cold-start overhead <= a third of its overhead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO / "tests" / "runtime"))
+from servers import REFERENCE_BIN, RUNTIME_DIR, free_port  # noqa: E402
+
+SEED = '{"data": [[1,2,3,4,5,6,7,8,9,10],[10,9,8,7,6,5,4,3,2,1]]}'
+TIMED_SCORE = """
+import json, os, time
+import joblib, numpy as np
+model = None
+def init():
+    global model
+    started = time.perf_counter()
+    model = joblib.load(os.path.join(os.environ["AZUREML_MODEL_DIR"], "model.pkl"))
+    with open(os.environ["INIT_TIME_FILE"], "w") as f:
+        f.write(str(time.perf_counter() - started))
+def run(raw_data):
+    return model.predict(np.array(json.loads(raw_data)["data"])).tolist()
+"""
+
+
+def start(kind: str, app: Path, port: int, workers: int, init_file: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BUNDLER_", "AZUREML_", "AML_"))}
+    env.update(AML_APP_ROOT=str(app), AZUREML_MODEL_DIR=str(app), INIT_TIME_FILE=str(init_file))
+    if kind == "bundler":
+        env.update(PYTHONPATH=str(RUNTIME_DIR), AZUREML_ENTRY_SCRIPT="score.py", BUNDLER_PORT=str(port),
+                   BUNDLER_WORKERS=str(workers), BUNDLER_HOST="127.0.0.1")
+        argv = [sys.executable, "-m", "bundler_runtime"]
+    else:
+        env.update(WORKER_COUNT=str(workers))
+        argv = [str(REFERENCE_BIN), "--entry_script", str(app / "score.py"), "--port", str(port)]
+    return subprocess.Popen(argv, env=env, cwd=app, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_healthy(port: int, process: subprocess.Popen) -> float:
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    started = time.perf_counter()
+    while True:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with {process.returncode}")
+        try:
+            with opener.open(f"http://127.0.0.1:{port}/", timeout=1) as response:
+                if response.status == 200:
+                    return time.perf_counter() - started
+        except OSError:
+            time.sleep(0.01)
+
+
+def wrk(port: int, seconds: int, script: Path) -> dict:
+    out = subprocess.run(["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency", "-s", str(script),
+                          f"http://127.0.0.1:{port}/score"], capture_output=True, text=True, check=True).stdout
+    def ms(label):
+        value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)$", out, re.M).groups()
+        return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "p50": ms("50%"), "p99": ms("99%"),
+            "errors": int(errors.group(1)) if errors else 0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    if not shutil.which("wrk") or not REFERENCE_BIN.exists():
+        raise SystemExit("needs wrk (apt-get install wrk) and the reference server (.ci/setup-reference-server.sh)")
+
+    work = Path(tempfile.mkdtemp(prefix="bundler-runtime-bench-"))
+    try:
+        app = work / "app"
+        app.mkdir()
+        subprocess.run([sys.executable, str(REPO / "examples/diabetes/train.py"), str(app / "model.pkl")],
+                       check=True, capture_output=True)
+        (app / "score.py").write_text(TIMED_SCORE)
+        lua = work / "post.lua"
+        lua.write_text(f'wrk.method = "POST"\nwrk.body = \'{SEED}\'\nwrk.headers["Content-Type"] = "application/json"\n')
+        results = {"bundler": [], "reference": []}
+        for _ in range(args.rounds):
+            for kind in ("reference", "bundler"):
+                port, init_file = free_port(), work / f"init-{kind}"
+                process = start(kind, app, port, args.workers, init_file)
+                try:
+                    healthy = wait_healthy(port, process)
+                    init_seconds = float(init_file.read_text())
+                    load = wrk(port, args.seconds, lua)
+                finally:
+                    process.terminate()
+                    process.wait(30)
+                results[kind].append({**load, "cold_overhead": healthy - init_seconds, "init": init_seconds})
+
+        def median(kind, key):
+            return statistics.median(r[key] for r in results[kind])
+
+        print(f"{args.rounds} alternating rounds, {args.seconds}s each, {args.workers} worker(s), wrk -t2 -c16")
+        print(f"{'':18}{'bundler':>12}{'reference':>12}{'ratio':>10}   target")
+        rows = [("requests/s", "rps", ">= 2.0"), ("p50 latency ms", "p50", ""), ("p99 latency ms", "p99", "<= 0.5"),
+                ("cold overhead s", "cold_overhead", "<= 0.33"), ("init() s", "init", "")]
+        for label, key, target in rows:
+            ours, ref = median("bundler", key), median("reference", key)
+            print(f"{label:18}{ours:12.3f}{ref:12.3f}{ours / ref:10.2f}   {target}")
+        print(json.dumps({k: [{m: round(v, 4) for m, v in r.items()} for r in rs] for k, rs in results.items()}))
+        assert not any(r["errors"] for rs in results.values() for r in rs), "non-2xx responses during the load"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
