@@ -25,7 +25,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bundler.errors import InputError, ModelNotFound, RegistryError, SourceError
+from bundler.errors import InputError, ModelNotFound, RegistryError
+from bundler.sources import refuse_link_outside
 
 CHUNK_SIZE = 1 << 20
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
@@ -225,14 +226,8 @@ def _model_files(source: Path) -> list[tuple[str, Path]]:
     for dirpath, dirnames, filenames in os.walk(source):
         dirnames.sort()
         for entry in sorted(dirnames) + sorted(filenames):
-            path = Path(dirpath, entry)
-            if path.is_symlink():
-                target = path.resolve()
-                if not target.is_relative_to(root):
-                    raise SourceError(
-                        f"cannot register {path}: it is a symlink to {target}, outside {source}; "
-                        "copy the file in or remove the link"
-                    )
+            refuse_link_outside(Path(dirpath, entry), root, f"the model folder {source}",
+                                "copy the file in or remove the link, then register again")
         for filename in filenames:
             path = Path(dirpath, filename)
             if stat.S_ISREG(path.stat().st_mode):

@@ -95,11 +95,14 @@ def select(source_dir: Path, exclude: tuple[Path, ...] = ()) -> SourceSelection:
     return SourceSelection(tuple(sorted(files, key=lambda f: f.path)), tuple(sorted(secrets)))
 
 
-def _check_link(path: Path, root: Path, source_dir: Path) -> None:
+def refuse_link_outside(path: Path, root: Path, what: str, fix: str) -> None:
+    """A symlink whose target leaves `root` would carry an outside file into the bundle."""
     if path.is_symlink():
         target = path.resolve()
         if not target.is_relative_to(root):
-            raise SourceError(
-                f"{path}: symlink to {target}, outside the source directory {source_dir}; "
-                "copy the file in, or add the link to .bundlerignore"
-            )
+            raise SourceError(f"{path}: symlink to {target}, outside {what}; {fix}")
+
+
+def _check_link(path: Path, root: Path, source_dir: Path) -> None:
+    refuse_link_outside(path, root, f"the source directory {source_dir}",
+                        "copy the file in, or add the link to .bundlerignore")

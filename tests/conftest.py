@@ -24,3 +24,16 @@ def cli(isolated_home):
         return runner.invoke(main, [str(a) for a in args], catch_exceptions=False, **kwargs)
 
     return invoke
+
+
+ENTRY_SCRIPT = "def init():\n    pass\ndef run(raw):\n    return raw\n"
+
+
+@pytest.fixture
+def project(tmp_path, cli, monkeypatch):
+    """A folder with score.py and m.bin registered as m:1; the current directory for the test."""
+    (tmp_path / "score.py").write_text(ENTRY_SCRIPT)
+    (tmp_path / "m.bin").write_bytes(b"weights")
+    monkeypatch.chdir(tmp_path)
+    assert cli("register", "m.bin", "--name", "m").exit_code == 0
+    return tmp_path

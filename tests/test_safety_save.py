@@ -15,15 +15,6 @@ import pytest
 from bundler import verify
 
 
-@pytest.fixture
-def project(tmp_path, cli, monkeypatch):
-    (tmp_path / "score.py").write_text("def init():\n    pass\ndef run(raw):\n    return raw\n")
-    (tmp_path / "m.bin").write_bytes(b"weights")
-    monkeypatch.chdir(tmp_path)
-    cli("register", "m.bin", "--name", "m")
-    return tmp_path
-
-
 def save(cli, *extra):
     return cli("save", "out", "--model", "m", "--entry-script", "score.py", *extra)
 

@@ -15,15 +15,6 @@ def test_platform_tags_cover_every_manylinux_a_bookworm_image_runs():
     assert all(t.endswith("aarch64") for t in platform_tags("linux/arm64"))
 
 
-@pytest.fixture
-def project(tmp_path, cli, monkeypatch):
-    (tmp_path / "score.py").write_text("def init():\n    pass\ndef run(raw):\n    return raw\n")
-    (tmp_path / "m.bin").write_bytes(b"m")
-    monkeypatch.chdir(tmp_path)
-    cli("register", "m.bin", "--name", "m")
-    return tmp_path
-
-
 def test_vendor_downloads_wheels_for_the_image_and_installs_offline(project, cli):
     (project / "requirements.txt").write_text("six==1.17.0\n")
     result = cli("save", "out", "--model", "m", "--entry-script", "score.py", "--requirements", "requirements.txt",
