@@ -64,7 +64,7 @@ def test_a_one_line_template_change_fails_the_golden_comparison(tmp_path, cli, m
     shutil.copytree(render.templates_dir(), templates)
     dockerfile = templates / "Dockerfile.jinja"
     text = dockerfile.read_text()
-    line = "# The entry script and its sources change most often, so they are the last file layer.\n"
+    line = "# The entry script and its sources change most often, so they are the last file layer:\n"
     assert line in text
     dockerfile.write_text(text.replace(line, line.replace("most often", "often")))
     monkeypatch.setattr(render, "templates_dir", lambda: templates)
