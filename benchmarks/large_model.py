@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 ENTRY = "def init():\n    pass\n\ndef run(raw_data):\n    return raw_data\n"
@@ -38,6 +39,13 @@ def measured(argv, cwd, env) -> tuple[float, float]:
     if process.returncode != 0:
         raise SystemExit(f"{' '.join(map(str, argv))} failed:\n{process.stderr.read().decode()}")
     return seconds, usage.ru_maxrss / 1024
+
+
+def add_row(rows: dict, step: str, reference_name: str, ours: tuple, reference: tuple) -> None:
+    row = rows.setdefault((step, reference_name), {"ours": [], "ref": [], "rss": []})
+    row["ours"].append(ours[0])
+    row["rss"].append(ours[1])
+    row["ref"].append(reference[0])
 
 
 def write_random(path: Path, mib: int) -> None:
@@ -62,14 +70,8 @@ def main() -> None:
             env = {**os.environ, "BUNDLER_HOME": str(work / "home")}
             write_random(work / "model.bin", mib)
             (work / "score.py").write_text(ENTRY)
-            rows: dict[str, dict[str, list]] = {}
-
-            def record(step, reference_name, ours, reference):
-                row = rows.setdefault((step, reference_name), {"ours": [], "ref": [], "rss": []})
-                row["ours"].append(ours[0])
-                row["rss"].append(ours[1])
-                row["ref"].append(reference[0])
-
+            rows: dict[tuple[str, str], dict[str, list]] = {}
+            record = partial(add_row, rows)
             for run in range(args.runs):
                 shutil.rmtree(work / "home", ignore_errors=True)
                 ref_copy = measured(["cp", "model.bin", "copy.bin"], work, env)
