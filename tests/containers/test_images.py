@@ -83,10 +83,21 @@ def test_rebuild_after_an_entry_script_edit_reuses_dependency_and_model_layers(e
         assert cached["pip install"] is True, rebuild.output
         assert cached["COPY azureml-models/"] is True, rebuild.output
         assert cached["COPY azureml-app/"] is False, rebuild.output
+        reused, total = cache_counts(engine, rebuild.output)
         MEASUREMENTS["rebuild after editing score.py"] = (
-            f"{rebuild.seconds:.1f} s ({rebuild.seconds / diabetes_image.seconds:.2f} of the cold build)")
+            f"{rebuild.seconds:.1f} s ({rebuild.seconds / diabetes_image.seconds:.2f} of the cold build); "
+            f"{reused} of {total} steps from the cache")
     finally:
         engine.remove_image(rebuild.tag)
+
+
+def cache_counts(engine, output: str) -> tuple[int, int]:
+    """(steps reused from the cache, steps in all but FROM) of a build's output."""
+    if engine.name == "podman":
+        return (len(re.findall(r"^--> Using cache", output, flags=re.M)),
+                len(re.findall(r"^(?:\[\d+/\d+\] )?STEP \d+/\d+: (?!FROM )", output, flags=re.M)))
+    steps = set(re.findall(r"^#(\d+) \[[^\]]+\] ", output, flags=re.M))
+    return len(steps & set(re.findall(r"^#(\d+) CACHED", output, flags=re.M))), len(steps)
 
 
 def cached_steps(engine, output: str) -> dict:
