@@ -178,6 +178,9 @@ def save(outdir, models_, entry_script, source_dir, requirements, base_image, co
     click.echo(f"engine: {spec.engine} ({spec.engine_reason})")
     for skipped in result.plan.skipped_secrets:
         click.echo(f"skipped: {skipped} (looks like a secret; not copied into the bundle)")
+    if result.plan.unpinned:
+        click.echo(f"note: not pinned to one version: {', '.join(result.plan.unpinned)}; each docker build may "
+                   "install different versions (pin them with ==, or save with --vendor)")
     if spec.vendored:
         click.echo(f"vendored: {sum(1 for f in result.plan.files if f.path.startswith('environment/wheels/'))} wheels "
                    "(docker build needs no network but the base image)")

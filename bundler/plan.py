@@ -17,6 +17,7 @@ from bundler.config import Config
 from bundler.entry_script import EntryScriptInfo
 from bundler.errors import ConfigError, EntryScriptError
 from bundler.registry import ModelVersion
+from bundler.requirements import RequirementFiles
 from bundler.sources import SourceSelection
 
 APP_ROOT = "/var/azureml-app"
@@ -99,6 +100,7 @@ class Plan:
     server: dict  # the server settings, for bundle.json
     skipped_secrets: tuple[str, ...]
     dockerfile_template: Path | None
+    unpinned: tuple[str, ...] = ()  # requirements a build may resolve differently each time
 
 
 def make(
@@ -110,6 +112,7 @@ def make(
     runtime_requirements: bytes,
     blob_path,
     wheels: tuple[tuple[str, Path], ...] = (),
+    environment: RequirementFiles | None = None,
 ) -> Plan:
     engine, reason = choose_engine(config, entry)
     model_specs = tuple(_model_spec(m) for m in models)
@@ -128,8 +131,12 @@ def make(
     for rel, path in runtime_files:
         files.append(FileEntry(f"runtime/{rel}", FILE_MODE, source=path))
     files.append(FileEntry("runtime/requirements.txt", FILE_MODE, data=runtime_requirements_for(engine, runtime_requirements)))
-    if config.requirements is not None:
-        files.append(FileEntry("environment/requirements.txt", FILE_MODE, source=config.requirements))
+    if environment is not None:
+        # The user's file is always environment/requirements.txt; the files it includes keep
+        # their paths relative to it, so its -r / -c lines resolve in the image as they do here.
+        (_, top), *included = environment.files
+        files.append(FileEntry("environment/requirements.txt", FILE_MODE, source=top))
+        files.extend(FileEntry(f"environment/{rel}", FILE_MODE, source=path) for rel, path in included)
     else:
         files.append(FileEntry("environment/requirements.txt", FILE_MODE,
                                data=b"# No requirements were given to bundler save.\n"))
@@ -167,6 +174,7 @@ def make(
         server=server,
         skipped_secrets=sources.skipped_secrets if sources else (),
         dockerfile_template=config.dockerfile_template,
+        unpinned=environment.unpinned if environment is not None and not config.vendor else (),
     )
 
 

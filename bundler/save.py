@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bundler import config as config_module
-from bundler import emit, entry_script, plan as plan_module, render, sources
+from bundler import emit, entry_script, plan as plan_module, render, requirements, sources
 from bundler.errors import ConfigError
 from bundler.registry import Registry
 
@@ -51,6 +51,9 @@ def build_plan(
             user_template = config.dockerfile_template.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"Dockerfile template {config.dockerfile_template}: cannot read it ({exc})") from exc
+    environment = None
+    if config.requirements is not None:
+        environment = requirements.collect(config.requirements, vendored=config.vendor)
     runtime_requirements = (RUNTIME_DIR / "requirements.txt").read_bytes()
     wheels = ()
     if config.vendor:
@@ -64,6 +67,7 @@ def build_plan(
         runtime_requirements,
         registry.blob_path,
         wheels,
+        environment,
     )
     return plan, user_template
 

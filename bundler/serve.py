@@ -8,15 +8,12 @@ docs/bundle-layout.md, with the bundle's folders in place of the image's paths).
 from __future__ import annotations
 
 import os
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from bundler import verify
 from bundler.errors import BundlerError
-
-_NAME = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*(?:==\s*([^\s;,]+))?")
 
 
 @dataclass(frozen=True)
@@ -65,25 +62,22 @@ def missing_requirements(bundle: Path) -> list[str]:
     """Requirements of the bundle not satisfied here: 'name' (absent) or 'name==want (have x)'."""
     from importlib import metadata
 
+    from bundler.requirements import collect
+
     problems = []
     for path in (bundle / "runtime" / "requirements.txt", bundle / "environment" / "requirements.txt"):
         if not path.is_file():
             continue
-        for line in path.read_text(encoding="utf-8").splitlines():
-            line = line.split("#", 1)[0].strip()
-            if not line or line.startswith("-") or ";" in line:
-                continue  # options, and lines with markers, are pip's business
-            match = _NAME.match(line)
-            if not match:
-                continue
-            name, pinned = match.groups()
+        for requirement in collect(path, strict=False).requirements:
+            if requirement.has_marker or requirement.direct:
+                continue  # whether they apply, and what they install, is pip's business
             try:
-                have = metadata.version(name)
+                have = metadata.version(requirement.name)
             except metadata.PackageNotFoundError:
-                problems.append(name)
+                problems.append(requirement.name)
                 continue
-            if pinned and have != pinned:
-                problems.append(f"{name}=={pinned} (have {have})")
+            if requirement.pin and have != requirement.pin:
+                problems.append(f"{requirement.name}=={requirement.pin} (have {have})")
     return problems
 
 

@@ -24,8 +24,8 @@ def test_vendor_downloads_wheels_for_the_image_and_installs_offline(project, cli
     assert any(name.startswith("gunicorn-") for name in wheels)  # the runtime's own requirements too
     assert f"vendored: {len(wheels)} wheels" in result.output
     dockerfile = (project / "out/Dockerfile").read_text()
-    assert "COPY environment/wheels/ /tmp/bundler/wheels/" in dockerfile
-    assert "--no-index --find-links /tmp/bundler/wheels" in dockerfile
+    assert "COPY environment/ /tmp/bundler/environment/" in dockerfile
+    assert "--no-index --find-links /tmp/bundler/environment/wheels" in dockerfile
     assert "Every Python wheel the image needs is in `environment/wheels/`" in (project / "out/README.md").read_text()
     manifest = json.loads((project / "out/bundle.json").read_text())
     assert manifest["inputs"]["vendor"] is True

@@ -183,7 +183,8 @@ def test_vendored_bundle_builds_with_no_network(engine, tmp_path, home):
         pytest.fail("unshare (util-linux) is needed for the offline build")
     (tmp_path / "score.py").write_text(
         "import six\n\ndef init():\n    pass\n\ndef run(raw_data):\n    return six.ensure_str(raw_data).upper()\n")
-    (tmp_path / "requirements.txt").write_text("six==1.17.0\n")
+    (tmp_path / "requirements.txt").write_text("-r base.txt\n")  # an include: it must ship, and resolve, too
+    (tmp_path / "base.txt").write_text("six==1.17.0\n")
     (tmp_path / "m.bin").write_bytes(b"m")
     bundler("register", "m.bin", "--name", "offline", cwd=tmp_path, home=home)
     bundler("save", "out", "--model", "offline", "--entry-script", "score.py", "--requirements", "requirements.txt",

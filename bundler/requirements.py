@@ -1,0 +1,215 @@
+"""Read pip requirement files the way pip does, enough to know what a bundle must carry.
+
+A requirements file is copied into the bundle verbatim, and `docker build` installs from it
+far from this machine. So, before saving: the files it includes (`-r`, `-c`) must ship with
+it; a line naming a path on this machine (`./pkg`, `-e .`, `file:`, `-f ./wheels`) cannot
+work in the build and is refused; a password in a URL would enter the bundle and is
+refused (pip expands `${VAR}`, so `https://${USER}:${TOKEN}@host` is fine); and packages not
+pinned to one version are reported, since each build may install different ones.
+
+`parse` is pure. `collect` reads the requirement files and nothing else.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from bundler.errors import InputError
+
+_COMMENT = re.compile(r"(^|\s+)#.*$")
+_NAME = re.compile(r"([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(?:\[[^\]]*\])?\s*(.*)", re.S)
+_EXACT = re.compile(r"===?\s*([^\s,;*]+)\s*$")
+_USERINFO = re.compile(r"://([^/@\s]+)@")
+_ENV_REFERENCE = re.compile(r"\$\{[A-Za-z0-9_]+\}")
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_INCLUDE_OPTIONS = {"-r": "--requirement", "--requirement": "--requirement",
+                    "-c": "--constraint", "--constraint": "--constraint"}
+_EDITABLE = {"-e", "--editable"}
+LOCAL_FIX = ("the image build cannot see this machine's files; build a wheel (pip wheel), publish it to "
+             "your package index and require it by name and version")
+
+
+class RequirementsError(InputError):
+    """A requirements file the image build could not use, or one that would carry a secret."""
+
+
+@dataclass(frozen=True)
+class Requirement:
+    name: str  # as written, or the URL for a direct reference
+    pin: str | None  # the one version allowed (== or ===), else None
+    line: int
+    has_marker: bool = False  # "; python_version < '3.10'": whether it applies is pip's business
+    direct: bool = False  # a URL: fixed by its address, not a version
+
+    @property
+    def pinned(self) -> bool:
+        return self.direct or self.pin is not None
+
+
+@dataclass(frozen=True)
+class Parsed:
+    requirements: tuple[Requirement, ...]
+    includes: tuple[tuple[int, str], ...]  # (line, path) of each -r / -c file on this machine
+    problems: tuple[tuple[int, str], ...]  # (line, what is wrong and how to fix it)
+    local_find_links: tuple[tuple[int, str], ...] = ()  # -f FOLDER: only --vendor can carry what it finds
+
+
+@dataclass(frozen=True)
+class RequirementFiles:
+    files: tuple[tuple[str, Path], ...]  # (POSIX path relative to the top file's folder, file); top first
+    requirements: tuple[Requirement, ...]
+
+    @property
+    def unpinned(self) -> tuple[str, ...]:
+        return tuple(sorted({r.name for r in self.requirements if not r.pinned}, key=str.lower))
+
+
+def logical_lines(text: str):
+    """(first physical line number, text) with continuations joined and comments removed, as pip does."""
+    pending, start = "", 0
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not pending:
+            start = number
+        if raw.endswith("\\"):
+            pending += raw[:-1]
+            continue
+        line = _COMMENT.sub("", pending + raw).strip()
+        pending = ""
+        if line:
+            yield start, line
+    if pending.strip():
+        yield start, _COMMENT.sub("", pending).strip()
+
+
+def parse(text: str) -> Parsed:
+    requirements, includes, problems, find_links = [], [], [], []
+    for number, line in logical_lines(text):
+        secret = _literal_credentials(line)
+        if secret:
+            problems.append((number, f"a URL holds credentials ({secret}); a bundle never carries them: "
+                                     "write ${VARIABLE} in their place (pip expands it) and supply it at build time"))
+            continue
+        if line.startswith("-"):
+            _option(number, line, includes, problems, find_links)
+        else:
+            requirement = _requirement(number, line)
+            if isinstance(requirement, str):
+                problems.append((number, requirement))
+            elif requirement is not None:
+                requirements.append(requirement)
+    return Parsed(tuple(requirements), tuple(includes), tuple(problems), tuple(find_links))
+
+
+def _option(number: int, line: str, includes: list, problems: list, find_links: list) -> None:
+    try:
+        words = shlex.split(line)
+    except ValueError:
+        words = line.split()
+    name, _, value = words[0].partition("=")
+    if not value and len(words) > 1:
+        value = words[1]
+    if name not in _INCLUDE_OPTIONS and name[:2] in ("-r", "-c") and not name.startswith("--"):
+        name, value = name[:2], name[2:]  # "-rbase.txt"
+    if name in _INCLUDE_OPTIONS:
+        if not _URL.match(value):
+            includes.append((number, value))
+    elif name in _EDITABLE:
+        if not _is_remote(value):
+            problems.append((number, f"-e {value} installs a folder on this machine; {LOCAL_FIX}"))
+    elif name in ("-f", "--find-links") and not _URL.match(value):
+        find_links.append((number, f"{name} {value}"))
+
+
+def _requirement(number: int, line: str) -> Requirement | str | None:
+    spec = line.split(" --", 1)[0].strip()  # per-requirement options such as --hash
+    if _is_local(spec):
+        return f"{spec} is a path on this machine; {LOCAL_FIX}"
+    if _URL.match(spec):
+        return Requirement(spec, None, number, direct=True)
+    match = _NAME.fullmatch(spec)
+    if not match:
+        return None  # not something we can read; pip will say what it thinks
+    name, rest = match.groups()
+    rest, _, marker = rest.partition(";")
+    rest = rest.strip()
+    if rest.startswith("@"):
+        target = rest[1:].strip()
+        if _is_local(target):
+            return f"{name} @ {target} is a path on this machine; {LOCAL_FIX}"
+        return Requirement(name, None, number, has_marker=bool(marker.strip()), direct=True)
+    exact = _EXACT.fullmatch(rest) if rest.startswith("=") else None
+    return Requirement(name, exact.group(1) if exact else None, number, has_marker=bool(marker.strip()))
+
+
+def _is_remote(value: str) -> bool:
+    return bool(_URL.match(value)) and not value.lower().startswith("file:")
+
+
+def _is_local(value: str) -> bool:
+    """A path rather than a name or a URL: names never hold a slash or end in an archive suffix."""
+    first = value.split()[0] if value.split() else value
+    lowered = first.lower()
+    if lowered.startswith("file:") or first.startswith((".", "/", "~")):
+        return True
+    return not _URL.match(first) and "@" not in first and (
+        "/" in first or "\\" in first or lowered.endswith((".whl", ".tar.gz", ".zip")))
+
+
+def _literal_credentials(line: str) -> str | None:
+    """The masked user info of the first URL holding credentials not written as ${VAR}, if any."""
+    for match in _USERINFO.finditer(line):
+        userinfo = match.group(1)
+        user, colon, password = userinfo.partition(":")
+        secret = password if colon else user
+        if _ENV_REFERENCE.sub("", secret):
+            return f"{user}:****" if colon else "****"
+    return None
+
+
+def collect(top: Path, vendored: bool = False, strict: bool = True) -> RequirementFiles:
+    """The top file and every file it includes (recursively), checked; raises RequirementsError.
+
+    A local `-f FOLDER` is fine when vendoring: pip downloads what it finds there into the
+    bundle, and the image's offline install passes over the folder it cannot see.
+    Not strict (reading a saved bundle): problems are pip's to report; only reading fails.
+    """
+    root = top.resolve().parent
+    files: list[tuple[str, Path]] = []
+    requirements: list[Requirement] = []
+    pending, seen = [top], set()
+    while pending:
+        path = pending.pop(0)
+        if path.resolve() in seen:
+            continue
+        seen.add(path.resolve())
+        parsed = parse(_read(path))
+        for number, problem in parsed.problems if strict else ():
+            raise RequirementsError(f"{path}:{number}: {problem}")
+        for number, option in () if vendored or not strict else parsed.local_find_links:
+            raise RequirementsError(
+                f"{path}:{number}: {option} is a folder on this machine, which the image build cannot see; "
+                "save with --vendor (the bundle then carries the wheels found there) or publish them to an index")
+        files.append((PurePosixPath(*path.resolve().relative_to(root).parts).as_posix(), path))
+        requirements.extend(parsed.requirements)
+        for number, include in parsed.includes:
+            target = path.parent / include
+            if not strict and not (target.is_file() and target.resolve().is_relative_to(root)):
+                continue
+            if not target.is_file():
+                raise RequirementsError(f"{path}:{number}: includes {include}, which is not a file; fix the path")
+            if not target.resolve().is_relative_to(root):
+                raise RequirementsError(
+                    f"{path}:{number}: includes {include}, outside {root}; the bundle carries only requirement "
+                    f"files in the folder of {top.name} or below: move it there")
+            pending.append(target)
+    return RequirementFiles(tuple(files), tuple(requirements))
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RequirementsError(f"{path}: cannot read the requirements file ({exc})") from exc

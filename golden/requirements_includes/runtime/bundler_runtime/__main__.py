@@ -1,0 +1,5 @@
+import sys
+
+from bundler_runtime.server import main
+
+sys.exit(main())

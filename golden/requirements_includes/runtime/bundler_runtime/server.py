@@ -1,0 +1,107 @@
+"""Serve the app with gunicorn: settings from the environment, init() once per worker.
+
+gunicorn's asyncio (ASGI) worker: keep-alive connections wait in the event loop, and run()
+is called on the loop's thread, so it never runs concurrently within a process (entry
+scripts are not thread-safe) and the scoring timeout can use SIGALRM. It measured about
+twice the throughput of the gthread and sync workers here (benchmarks/).
+
+Each worker loads the entry script and calls init() before it accepts a request; if that
+fails, the worker exits with gunicorn's boot-error code and the whole server stops with
+a clear log line, rather than restarting a broken worker forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+import traceback
+
+from gunicorn.app.base import BaseApplication
+
+from bundler_runtime import settings as settings_module
+
+logger = logging.getLogger("bundler_runtime")
+WORKER_BOOT_ERROR = 3  # gunicorn's arbiter halts the server when a worker exits with this
+ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms x-request-id=%({x-request-id}o)s'
+
+
+def _writable_tmp() -> str:
+    # /dev/shm is memory-backed and writable even under a read-only root file system.
+    return "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+
+
+class ScoringServer(BaseApplication):
+    def __init__(self, settings):
+        self.settings = settings
+        super().__init__()
+
+    def load_config(self):
+        s = self.settings
+        options = {
+            "bind": [f"{s.host}:{s.port}"],
+            "workers": s.workers,
+            "worker_class": "asgi",
+            "asgi_lifespan": "off",  # the app is ready before the worker accepts (see load)
+            "keepalive": 75,  # longer than typical load balancers' idle timeouts
+            # A run() that ignores the scoring timeout (stuck in C code) gets the worker
+            # restarted once the heartbeat stops, well after the timeout.
+            "timeout": int(s.scoring_timeout) + 30,
+            "graceful_timeout": 30,  # SIGTERM: finish in-flight requests, then exit
+            "accesslog": "-",
+            "access_log_format": ACCESS_LOG_FORMAT,
+            "errorlog": "-",
+            "worker_tmp_dir": _writable_tmp(),
+            "control_socket_disable": True,  # gunicorn >= 24 would write ~/.gunicorn otherwise
+            "proc_name": "bundler-scoring",
+        }
+        known = self.cfg.settings
+        for key, value in options.items():
+            if key in known:
+                self.cfg.set(key, value)
+
+    def load(self):
+        from bundler_runtime.asgi import ASGIAdapter
+
+        return ASGIAdapter(build_app(self.settings), self.settings.max_request_bytes)
+
+
+def build_app(settings):
+    """Import the entry script, run init(), build the app; exit the worker on failure."""
+    from bundler_runtime.app import ScoringApp
+    from bundler_runtime.entry import load
+    from bundler_runtime.swagger import SwaggerDocs
+
+    path = settings.entry_script_path
+    try:
+        script = load(path, settings.app_root)
+    except BaseException:  # noqa: BLE001 - any failure to import is fatal, and said once
+        logger.error("Failed to load the entry script %s:\n%s", path, traceback.format_exc())
+        sys.exit(WORKER_BOOT_ERROR)
+    logger.info("Invoking init() of %s", path)
+    try:
+        script.init()
+    except BaseException:  # noqa: BLE001
+        logger.error("init() of the entry script %s failed; the server stops:\n%s", path, traceback.format_exc())
+        sys.exit(WORKER_BOOT_ERROR)
+    app = ScoringApp(script, settings, SwaggerDocs(script, settings))
+    logger.info("Worker %s ready on port %s (scoring timeout %s ms)", os.getpid(), settings.port,
+                settings.scoring_timeout_ms)
+    return app
+
+
+def main() -> int:
+    sys.dont_write_bytecode = True
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+    try:
+        settings = settings_module.from_environment()
+    except settings_module.SettingsError as exc:
+        logger.error("bad server setting: %s", exc)
+        return 2
+    if not os.path.isfile(settings.entry_script_path):
+        logger.error("entry script %s not found (AML_APP_ROOT=%s, AZUREML_ENTRY_SCRIPT=%s)",
+                     settings.entry_script_path, settings.app_root, settings.entry_script)
+        return 2
+    ScoringServer(settings).run()  # exits the process itself on a worker boot error
+    return 0

@@ -1,0 +1,68 @@
+"""Read the server's settings from the environment, once, with clear errors."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+DEFAULT_APP_ROOT = "/var/azureml-app"
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    port: int
+    workers: int
+    scoring_timeout: float  # seconds
+    max_request_bytes: int
+    app_root: str
+    entry_script: str
+    host: str = "0.0.0.0"
+    service_name: str = "ML service"
+    service_version: str = "1.0"
+    service_path_prefix: str = ""
+
+    @property
+    def entry_script_path(self) -> str:
+        return os.path.join(self.app_root, self.entry_script)
+
+    @property
+    def scoring_timeout_ms(self) -> int:
+        return int(round(self.scoring_timeout * 1000))
+
+
+def _number(env, name: str, default, kind=int, low=1):
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if value < low:
+        raise SettingsError(f"{name}={raw!r} must be at least {low}")
+    return value
+
+
+def from_environment(env=None) -> Settings:
+    env = os.environ if env is None else env
+    entry = env.get("AZUREML_ENTRY_SCRIPT", "score.py")
+    app_root = env.get("AML_APP_ROOT") or (
+        os.path.dirname(os.path.abspath(entry)) if os.path.isabs(entry) else DEFAULT_APP_ROOT
+    )
+    return Settings(
+        port=_number(env, "BUNDLER_PORT", 5001, low=1),
+        # WORKER_COUNT is the reference server's name for the same setting.
+        workers=_number(env, "BUNDLER_WORKERS", _number(env, "WORKER_COUNT", 1)),
+        scoring_timeout=_number(env, "BUNDLER_SCORING_TIMEOUT", 60.0, kind=float, low=0.001),
+        max_request_bytes=_number(env, "BUNDLER_MAX_REQUEST_BYTES", 100 * 1024 * 1024),
+        app_root=app_root,
+        entry_script=entry,
+        host=env.get("BUNDLER_HOST", "0.0.0.0"),
+        service_name=env.get("SERVICE_NAME", "ML service"),
+        service_version=env.get("SERVICE_VERSION", "1.0"),
+        service_path_prefix=env.get("SERVICE_PATH_PREFIX", ""),
+    )
