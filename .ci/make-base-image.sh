@@ -4,7 +4,8 @@
 # so emitted Dockerfiles build unmodified. Cached in podman's storage: skipped if present.
 set -euo pipefail
 image=docker.io/library/python:3.11-slim
-podman="podman --storage-driver vfs"
+# Storage flags from the test harness (overlay in its own root, or vfs); vfs by default.
+podman="podman ${BUNDLER_PODMAN_STORAGE:---storage-driver vfs}"
 if $podman image exists "$image"; then
     echo "$image already present"
     exit 0

@@ -42,6 +42,7 @@ def engine():
             pytest.fail(message)
         pytest.skip(message)
     found.ensure_base_image()
+    MEASUREMENTS["image builder"] = f"podman, {found.storage} storage" if found.name == "podman" else found.name
     return found
 
 

@@ -139,8 +139,8 @@ def test_two_model_bundle_built_with_bundler_build(engine, tmp_path, home):
             cwd=tmp_path, home=home)
     assert_clean(tmp_path / "out" / "Dockerfile")
     tag = "bundler-test/two-models"
-    # `bundler build` as a user runs it; STORAGE_DRIVER / BUILDAH_ISOLATION adapt podman to this machine.
-    env = {**os.environ, "STORAGE_DRIVER": "vfs", "BUILDAH_ISOLATION": "chroot"}
+    # `bundler build` as a user runs it; the environment points podman at the tests' storage.
+    env = engine.user_env() if engine.name == "podman" else dict(os.environ)
     built = subprocess.run([sys.executable, "-m", "bundler", "build", "out", "-t", tag], cwd=tmp_path, env=env,
                            capture_output=True, text=True)
     assert built.returncode == 0, built.stdout + built.stderr
