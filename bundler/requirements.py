@@ -12,10 +12,11 @@ pinned to one version are reported, since each build may install different ones.
 
 from __future__ import annotations
 
+import posixpath
 import re
 import shlex
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from bundler.errors import InputError
 
@@ -25,8 +26,7 @@ _EXACT = re.compile(r"===?\s*([^\s,;*]+)\s*$")
 _USERINFO = re.compile(r"://([^/@\s]+)@")
 _ENV_REFERENCE = re.compile(r"\$\{[A-Za-z0-9_]+\}")
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-_INCLUDE_OPTIONS = {"-r": "--requirement", "--requirement": "--requirement",
-                    "-c": "--constraint", "--constraint": "--constraint"}
+_INCLUDE_OPTIONS = {"-r", "--requirement", "-c", "--constraint"}
 _EDITABLE = {"-e", "--editable"}
 LOCAL_FIX = ("the image build cannot see this machine's files; build a wheel (pip wheel), publish it to "
              "your package index and require it by name and version")
@@ -172,39 +172,42 @@ def _literal_credentials(line: str) -> str | None:
 def collect(top: Path, vendored: bool = False, strict: bool = True) -> RequirementFiles:
     """The top file and every file it includes (recursively), checked; raises RequirementsError.
 
+    Included files keep the path their include line gives, relative to the top file's folder
+    (as written, not through symlinks), so the same line finds them in the image.
     A local `-f FOLDER` is fine when vendoring: pip downloads what it finds there into the
     bundle, and the image's offline install passes over the folder it cannot see.
     Not strict (reading a saved bundle): problems are pip's to report; only reading fails.
     """
-    root = top.resolve().parent
     files: list[tuple[str, Path]] = []
     requirements: list[Requirement] = []
-    pending, seen = [top], set()
+    pending = [(top.name, top)]
     while pending:
-        path = pending.pop(0)
-        if path.resolve() in seen:
-            continue
-        seen.add(path.resolve())
+        rel, path = pending.pop(0)
+        if rel in (seen for seen, _ in files):
+            continue  # included twice, or a cycle
         parsed = parse(_read(path))
-        for number, problem in parsed.problems if strict else ():
+        if strict and parsed.problems:
+            number, problem = parsed.problems[0]
             raise RequirementsError(f"{path}:{number}: {problem}")
-        for number, option in () if vendored or not strict else parsed.local_find_links:
+        if strict and parsed.local_find_links and not vendored:
+            number, option = parsed.local_find_links[0]
             raise RequirementsError(
                 f"{path}:{number}: {option} is a folder on this machine, which the image build cannot see; "
                 "save with --vendor (the bundle then carries the wheels found there) or publish them to an index")
-        files.append((PurePosixPath(*path.resolve().relative_to(root).parts).as_posix(), path))
+        files.append((rel, path))
         requirements.extend(parsed.requirements)
         for number, include in parsed.includes:
-            target = path.parent / include
-            if not strict and not (target.is_file() and target.resolve().is_relative_to(root)):
-                continue
-            if not target.is_file():
-                raise RequirementsError(f"{path}:{number}: includes {include}, which is not a file; fix the path")
-            if not target.resolve().is_relative_to(root):
-                raise RequirementsError(
-                    f"{path}:{number}: includes {include}, outside {root}; the bundle carries only requirement "
-                    f"files in the folder of {top.name} or below: move it there")
-            pending.append(target)
+            included = posixpath.normpath(posixpath.join(posixpath.dirname(rel), include))
+            problem = None
+            if included.startswith(("../", "/")) or included == "..":
+                problem = (f"includes {include}, outside the folder of {top.name}; the bundle carries only "
+                           "requirement files in that folder or below: move it there")
+            elif not (path.parent / include).is_file():
+                problem = f"includes {include}, which is not a file; fix the path"
+            if problem is None:
+                pending.append((included, path.parent / include))
+            elif strict:
+                raise RequirementsError(f"{path}:{number}: {problem}")
     return RequirementFiles(tuple(files), tuple(requirements))
 
 

@@ -88,6 +88,15 @@ def test_collect_follows_includes_relative_to_each_file(tmp_path):
     assert found.unpinned == ("six",)
 
 
+def test_an_included_symlink_ships_under_the_name_the_include_line_uses(tmp_path):
+    (tmp_path / "common").mkdir()
+    (tmp_path / "common" / "base.txt").write_text("six==1.17.0\n")
+    (tmp_path / "base.txt").symlink_to(tmp_path / "common" / "base.txt")
+    (tmp_path / "requirements.txt").write_text("-r base.txt\n")
+    found = collect(tmp_path / "requirements.txt")
+    assert [rel for rel, _ in found.files] == ["requirements.txt", "base.txt"]
+
+
 def test_collect_names_the_file_and_line_of_a_problem(tmp_path):
     (tmp_path / "requirements.txt").write_text("-r base.txt\n")
     (tmp_path / "base.txt").write_text("six\n\n./vendored/pkg\n")
