@@ -91,29 +91,32 @@ def test_rebuild_after_an_entry_script_edit_reuses_dependency_and_model_layers(e
         engine.remove_image(rebuild.tag)
 
 
+def build_steps(engine, output: str) -> list[tuple[str, bool]]:
+    """(instruction, reused from the cache?) for each step of a build's output but FROM."""
+    steps = []
+    if engine.name == "podman":  # "STEP 7/15: COPY ..." then "--> Using cache <id>" when reused
+        for block in re.split(r"^(?:\[\d+/\d+\] )?STEP \d+/\d+: ", output, flags=re.M)[1:]:
+            steps.append((block.splitlines()[0] + block[:400], "--> Using cache" in block))
+    else:  # BuildKit: "#9 [environment 5/5] RUN ..." then "#9 CACHED"
+        cached = set(re.findall(r"^#(\d+) CACHED", output, flags=re.M))
+        for number, text in re.findall(r"^#(\d+) \[[^\]]+\] ([^\n]*)", output, flags=re.M):
+            steps.append((text, number in cached))
+    return [(text, reused) for text, reused in steps if not text.startswith("FROM ")]
+
+
 def cache_counts(engine, output: str) -> tuple[int, int]:
     """(steps reused from the cache, steps in all but FROM) of a build's output."""
-    if engine.name == "podman":
-        return (len(re.findall(r"^--> Using cache", output, flags=re.M)),
-                len(re.findall(r"^(?:\[\d+/\d+\] )?STEP \d+/\d+: (?!FROM )", output, flags=re.M)))
-    steps = set(re.findall(r"^#(\d+) \[[^\]]+\] ", output, flags=re.M))
-    return len(steps & set(re.findall(r"^#(\d+) CACHED", output, flags=re.M))), len(steps)
+    steps = build_steps(engine, output)
+    return sum(reused for _, reused in steps), len(steps)
 
 
 def cached_steps(engine, output: str) -> dict:
     """{step text fragment: reused from cache?} for the steps the cache rule is about."""
-    fragments = ("pip install", "COPY azureml-models/", "COPY azureml-app/")
     found = {}
-    if engine.name == "podman":  # "STEP 7/15: COPY ..." then "--> Using cache <id>" when reused
-        blocks = re.split(r"^(?:\[\d+/\d+\] )?STEP \d+/\d+: ", output, flags=re.M)[1:]
-        for block in blocks:
-            for fragment in fragments:
-                if block.startswith(("RUN", "COPY")) and fragment in block.splitlines()[0] + block[:400]:
-                    found.setdefault(fragment, "--> Using cache" in block)
-    else:  # BuildKit: "#9 [environment 5/5] RUN ..." then "#9 CACHED"
-        for fragment in fragments:
-            step = re.search(rf"^#(\d+) \[[^\]]+\] [^\n]*{re.escape(fragment)}", output, flags=re.M)
-            found[fragment] = bool(step and re.search(rf"^#{step.group(1)} CACHED", output, flags=re.M))
+    for text, reused in build_steps(engine, output):
+        for fragment in ("pip install", "COPY azureml-models/", "COPY azureml-app/"):
+            if text.startswith(("RUN", "COPY")) and fragment in text:
+                found.setdefault(fragment, reused)
     return found
 
 
