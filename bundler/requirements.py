@@ -111,7 +111,7 @@ def _option(number: int, line: str, includes: list, problems: list, find_links: 
     name, _, value = words[0].partition("=")
     if not value and len(words) > 1:
         value = words[1]
-    if name not in _INCLUDE_OPTIONS and name[:2] in ("-r", "-c") and not name.startswith("--"):
+    if name not in _INCLUDE_OPTIONS and name[:2] in ("-r", "-c"):
         name, value = name[:2], name[2:]  # "-rbase.txt"
     if name in _INCLUDE_OPTIONS:
         if not _URL.match(value):
@@ -119,7 +119,7 @@ def _option(number: int, line: str, includes: list, problems: list, find_links: 
     elif name in _EDITABLE:
         if not _is_remote(value):
             problems.append((number, f"-e {value} installs a folder on this machine; {LOCAL_FIX}"))
-    elif name in ("-f", "--find-links") and not _URL.match(value):
+    elif name in ("-f", "--find-links") and not _is_remote(value):
         find_links.append((number, f"{name} {value}"))
 
 
@@ -134,14 +134,14 @@ def _requirement(number: int, line: str) -> Requirement | str | None:
         return None  # not something we can read; pip will say what it thinks
     name, rest = match.groups()
     rest, _, marker = rest.partition(";")
-    rest = rest.strip()
+    rest, has_marker = rest.strip(), bool(marker.strip())
     if rest.startswith("@"):
         target = rest[1:].strip()
         if _is_local(target):
             return f"{name} @ {target} is a path on this machine; {LOCAL_FIX}"
-        return Requirement(name, None, number, has_marker=bool(marker.strip()), direct=True)
+        return Requirement(name, None, number, has_marker=has_marker, direct=True)
     exact = _EXACT.fullmatch(rest) if rest.startswith("=") else None
-    return Requirement(name, exact.group(1) if exact else None, number, has_marker=bool(marker.strip()))
+    return Requirement(name, exact.group(1) if exact else None, number, has_marker=has_marker)
 
 
 def _is_remote(value: str) -> bool:

@@ -104,8 +104,9 @@ def test_collect_names_the_file_and_line_of_a_problem(tmp_path):
         collect(tmp_path / "requirements.txt")
 
 
-def test_a_local_find_links_folder_needs_vendoring(tmp_path):
-    (tmp_path / "requirements.txt").write_text("-f ./wheels\nmypkg==1.0\n")
+@pytest.mark.parametrize("find_links", ["-f ./wheels", "--find-links=file:///srv/wheels"])
+def test_a_local_find_links_folder_needs_vendoring(tmp_path, find_links):
+    (tmp_path / "requirements.txt").write_text(f"{find_links}\nmypkg==1.0\n")
     with pytest.raises(RequirementsError, match="save with --vendor"):
         collect(tmp_path / "requirements.txt")
     assert collect(tmp_path / "requirements.txt", vendored=True).unpinned == ()
