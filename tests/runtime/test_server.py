@@ -4,6 +4,7 @@ worker count, health check, and no writes outside /tmp."""
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import signal
@@ -95,6 +96,21 @@ def test_each_worker_runs_init_once(tmp_path):
         assert log.count("Invoking init()") == 2
     finally:
         server.stop()
+
+
+def test_workers_boot_without_the_collector_then_serve_with_it(tmp_path):
+    # Booting without gc is only a speed-up; serving or init() without it would leak cycles.
+    server = start("ours", SCRIPTS / "gc_state.py", tmp_path, {"BUNDLER_WORKERS": "2"})
+    try:
+        seen = [server.request("POST", "/score", b"{}", JSON) for _ in range(4)]
+    finally:
+        server.stop()
+    for response in seen:
+        assert response.status == 200
+        state = json.loads(response.body)
+        assert state["at_import"] is False
+        assert state["in_init"] is True and state["in_run"] is True
+        assert state["frozen"] > 10_000  # the boot's objects: the master's and the imports'
 
 
 def test_no_writes_outside_tmp(tmp_path):

@@ -8,10 +8,16 @@ twice the throughput of the gthread and sync workers here (benchmarks/).
 Each worker loads the entry script and calls init() before it accepts a request; if that
 fails, the worker exits with gunicorn's boot-error code and the whole server stops with
 a clear log line, rather than restarting a broken worker forever.
+
+Garbage collection follows the recipe in the documentation of Python's gc.freeze(): the
+collector is off while the master boots (__main__) and while a worker imports the entry
+script, and what those made is frozen, never to be collected or copied into a worker; init()
+and requests run with the collector on. Booting without it is about 10 ms of a cold start.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -30,6 +36,22 @@ ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms x-request-id=%({x-request
 def _writable_tmp() -> str:
     # /dev/shm is memory-backed and writable even under a read-only root file system.
     return "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+
+
+def _freeze_boot_objects():
+    """Exempt everything made so far from collection (it lives as long as the process), then
+    collect as usual. In the master this is just before a fork: the worker shares those
+    pages instead of copying them when its collector would have touched them."""
+    gc.freeze()
+    gc.enable()
+
+
+def _before_fork(server, worker):
+    _freeze_boot_objects()
+
+
+def _after_fork(server, worker):
+    gc.disable()  # until build_app has imported the entry script
 
 
 class ScoringServer(BaseApplication):
@@ -55,6 +77,8 @@ class ScoringServer(BaseApplication):
             "worker_tmp_dir": _writable_tmp(),
             "control_socket_disable": True,  # gunicorn >= 24 would write ~/.gunicorn otherwise
             "proc_name": "bundler-scoring",
+            "pre_fork": _before_fork,
+            "post_fork": _after_fork,
         }
         known = self.cfg.settings
         for key, value in options.items():
@@ -79,6 +103,7 @@ def build_app(settings):
     except BaseException:  # noqa: BLE001 - any failure to import is fatal, and said once
         logger.error("Failed to load the entry script %s:\n%s", path, traceback.format_exc())
         sys.exit(WORKER_BOOT_ERROR)
+    _freeze_boot_objects()
     logger.info("Invoking init() of %s", path)
     try:
         script.init()
