@@ -9,7 +9,8 @@ machine hits both alike. Each server runs in its own clean venv with what its im
 install (see runtime_python). Cold start is process start to the first healthy answer
 (polled every 2 ms), minus the time init() itself took (measured inside score.py); "less its
 imports" also takes away the time score.py's module-level imports took (numpy, joblib),
-leaving the server's own part. Needs wrk and the reference server's venv
+leaving the server's own part. "floor" is what no server can avoid: a bare Python process
+that only runs score.py's imports, start to exit, with the same packages. Needs wrk and the reference server's venv
 (.ci/setup-reference-server.sh). Targets (1 worker): >= 2x the reference's requests/s,
 p99 <= half of its p99, cold-start overhead <= a third of its overhead.
 """
@@ -34,12 +35,12 @@ sys.path.insert(0, str(REPO / "tests" / "runtime"))
 from servers import REFERENCE_BIN, RUNTIME_DIR, free_port  # noqa: E402
 
 SEED = '{"data": [[1,2,3,4,5,6,7,8,9,10],[10,9,8,7,6,5,4,3,2,1]]}'
+SCRIPT_IMPORTS = "import json, os\nimport joblib, numpy as np\n"
 # The example's score.py, timed: its own module-level imports, and init().
 TIMED_SCORE = """
 import time
 loading = time.perf_counter()
-import json, os
-import joblib, numpy as np
+""" + SCRIPT_IMPORTS + """
 imports = time.perf_counter() - loading
 model = None
 def init():
@@ -153,12 +154,20 @@ def main() -> None:
             for kind in ("reference", "bundler"):
                 results[kind].append(cold_start(kind, then=lambda port: wrk(port, args.seconds, lua)))
         # Cold start varies more than throughput: measure it on its own, many times, alternating.
+        def floor() -> dict:
+            started = time.perf_counter()
+            subprocess.run([str(runtime_python()), "-c", SCRIPT_IMPORTS], check=True, cwd=app)
+            return {"floor": time.perf_counter() - started}
+
+        results["floor"] = []
         for _ in range(args.cold_starts):
             for kind in ("reference", "bundler"):
                 results[kind].append(cold_start(kind))
+            results["floor"].append(floor())
 
         def median(kind, key):
-            return statistics.median(r[key] for r in results[kind] if key in r)
+            values = [r[key] for r in results[kind] if key in r]
+            return statistics.median(values) if values else None
 
         print(f"{args.rounds} alternating rounds, {args.seconds}s each, {args.workers} worker(s), wrk -t2 -c16; "
               f"cold start over {args.rounds + args.cold_starts} alternating starts each")
@@ -168,7 +177,11 @@ def main() -> None:
                 ("init() s", "init", "")]
         for label, key, target in rows:
             ours, ref = median("bundler", key), median("reference", key)
-            print(f"{label:18}{ours:12.3f}{ref:12.3f}{ours / ref:10.2f}   {target}")
+            if ours is not None:  # no throughput figures with --rounds 0
+                print(f"{label:18}{ours:12.3f}{ref:12.3f}{ours / ref:10.2f}   {target}")
+        if results["floor"]:
+            lowest, ref = median("floor", "floor"), median("reference", "cold_overhead")
+            print(f"{'floor s':18}{lowest:12.3f}{ref:12.3f}{lowest / ref:10.2f}   (python + score.py's imports alone)")
         print(json.dumps({k: [{m: round(v, 4) for m, v in r.items()} for r in rs if "rps" in r]
                           for k, rs in results.items()}))
         assert not any(r.get("errors") for rs in results.values() for r in rs), "non-2xx responses during the load"
