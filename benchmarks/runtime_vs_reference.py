@@ -31,7 +31,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO / "tests" / "runtime"))
+sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "runtime")]
+from cache_dir import CACHE  # noqa: E402
 from servers import REFERENCE_BIN, RUNTIME_DIR, free_port  # noqa: E402
 
 SEED = '{"data": [[1,2,3,4,5,6,7,8,9,10],[10,9,8,7,6,5,4,3,2,1]]}'
@@ -57,7 +58,7 @@ def run(raw_data):
 def runtime_python() -> Path:
     """A clean venv with what the image installs, as the reference gets its own clean venv:
     both then start without this machine's site-packages (and its .pth start-up hooks)."""
-    venv = REFERENCE_BIN.parent.parent.parent / "bundler-runtime-venv"
+    venv = CACHE / "bundler-runtime-venv"
     python = venv / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)

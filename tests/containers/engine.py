@@ -21,9 +21,10 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cache_dir import CACHE
+
 REPO = Path(__file__).resolve().parents[2]
 BASE_IMAGE_SCRIPT = REPO / ".ci" / "make-base-image.sh"
-CACHE = Path(os.environ.get("BUNDLER_TEST_CACHE") or Path.home() / ".cache" / "bundler-tests")
 OVERLAY_ROOT = CACHE / "containers-overlay"
 OVERLAY_RUNROOT = Path("/run/bundler-tests-containers")
 

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from cache_dir import CACHE
+
 REPO = Path(__file__).resolve().parents[2]
 RUNTIME_DIR = REPO / "bundler" / "runtime"
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
-CACHE = Path(os.environ.get("BUNDLER_TEST_CACHE", Path.home() / ".cache" / "bundler-tests"))
 REFERENCE_BIN = Path(os.environ.get("BUNDLER_REFERENCE_SERVER", CACHE / "azmlinfsrv-venv" / "bin" / "azmlinfsrv"))
 
 
