@@ -84,6 +84,13 @@ def logical_lines(text: str):
         yield start, _COMMENT.sub("", pending).strip()
 
 
+def _comments(text: str):
+    for number, raw in enumerate(text.splitlines(), start=1):
+        match = _COMMENT.search(raw)
+        if match:
+            yield number, match.group(0)
+
+
 def parse(text: str) -> Parsed:
     requirements, includes, problems, find_links = [], [], [], []
     for number, line in logical_lines(text):
@@ -100,7 +107,12 @@ def parse(text: str) -> Parsed:
                 problems.append((number, requirement))
             elif requirement is not None:
                 requirements.append(requirement)
-    return Parsed(tuple(requirements), tuple(includes), tuple(problems), tuple(find_links))
+    for number, comment in _comments(text):
+        secret = _literal_credentials(comment)
+        if secret:  # the file ships verbatim, comments too
+            problems.append((number, f"a comment holds a URL with credentials ({secret}); the file is copied "
+                                     "into the bundle as it is: remove them from the comment"))
+    return Parsed(tuple(requirements), tuple(includes), tuple(sorted(problems)), tuple(find_links))
 
 
 def _option(number: int, line: str, includes: list, problems: list, find_links: list) -> None:

@@ -73,6 +73,17 @@ def test_credentials_in_a_url_are_refused_and_never_repeated(line, shown):
     assert "hunter2" not in problem[1]
 
 
+@pytest.mark.parametrize("text, line", [
+    ("# old: --index-url https://me:hunter2@pypi.corp/simple\nnumpy==2.4.6\n", 1),
+    ("six==1.17.0\nnumpy==2.4.6  # from https://me:hunter2@pypi.corp/simple\n", 2),
+])
+def test_credentials_in_a_comment_are_refused_too(text, line):
+    # The file ships verbatim, so a comment would carry them into the bundle.
+    (problem,) = parse(text).problems
+    assert problem[0] == line and "a comment holds a URL with credentials (me:****)" in problem[1]
+    assert "hunter2" not in problem[1]
+
+
 def test_credentials_from_environment_variables_are_fine():
     parsed = parse("--extra-index-url https://${PIP_USER}:${PIP_TOKEN}@pypi.example/simple\nsix==1.17.0\n")
     assert parsed.problems == ()
