@@ -58,6 +58,20 @@ def command(bundle: Path, port: int | None = None, workers: int | None = None, b
     return ServeCommand(argv, env)
 
 
+def same_version(pin: str, have: str) -> bool:
+    """Whether an installed version satisfies `==pin` in the common cases: pip pads release
+    numbers with zeros (==1.6 accepts 1.6.0). Anything fancier compares as written."""
+    def release(version):
+        parts = version.strip().lower().split(".")
+        if not all(part.isdigit() for part in parts):
+            return version.strip().lower()
+        while len(parts) > 1 and int(parts[-1]) == 0:
+            parts.pop()
+        return tuple(int(part) for part in parts)
+
+    return release(pin) == release(have)
+
+
 def missing_requirements(bundle: Path) -> list[str]:
     """Requirements of the bundle not satisfied here: 'name' (absent) or 'name==want (have x)'."""
     from importlib import metadata
@@ -76,7 +90,7 @@ def missing_requirements(bundle: Path) -> list[str]:
             except metadata.PackageNotFoundError:
                 problems.append(requirement.name)
                 continue
-            if requirement.pin and have != requirement.pin:
+            if requirement.pin and not same_version(requirement.pin, have):
                 problems.append(f"{requirement.name}=={requirement.pin} (have {have})")
     return problems
 

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from bundler.errors import BundlerError
-from bundler.serve import command, missing_requirements
+from bundler.serve import command, missing_requirements, same_version
 
 SCRIPT = "import json\ndef init():\n    pass\ndef run(raw):\n    return {'got': json.loads(raw)}\n"
 
@@ -66,6 +66,22 @@ def test_missing_requirements_are_named(bundle, cli):
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "surely-not-installed-pkg" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("pin, have, same", [
+    ("1.6", "1.6.0", True), ("1.6.0", "1.6", True), ("2", "2.0.0", True), ("1.6", "1.6.1", False),
+    ("1.10", "1.1", False), ("2.0rc1", "2.0rc1", True), ("2.0rc1", "2.0", False), ("1.0", "1.0.post1", False),
+])
+def test_pins_compare_as_pip_compares_them(pin, have, same):
+    assert same_version(pin, have) is same
+
+
+def test_a_pin_with_fewer_zeros_is_not_missing(bundle, cli):
+    from importlib.metadata import version
+
+    out = bundle("alpha:1")
+    (out / "environment" / "requirements.txt").write_text(f"click=={version('click')}.0\n")
+    assert missing_requirements(out) == []
 
 
 def test_serve_answers_score(bundle):
