@@ -85,10 +85,20 @@ def render_template(name: str, spec: ImageSpec, user_template: str | None = None
         return template.render(plan=spec)
     except UnsafeValue as exc:
         raise ConfigError(f"unsafe value for the Dockerfile: {exc}") from None
-    except TemplateError as exc:
+    except Exception as exc:  # noqa: BLE001 - a template's expression can raise anything: say where, once
         where = "your Dockerfile template" if user_template is not None else f"built-in template {name}"
-        line = getattr(exc, "lineno", None)
-        raise ConfigError(f"{where}{f' line {line}' if line else ''}: {exc}") from None
+        line = getattr(exc, "lineno", None) if isinstance(exc, TemplateError) else _template_line(exc)
+        what = str(exc) if isinstance(exc, TemplateError) else f"{type(exc).__name__}: {exc}"
+        raise ConfigError(f"{where}{f' line {line}' if line else ''}: {what}") from None
+
+
+def _template_line(exc: BaseException) -> int | None:
+    """The template line an error came from: jinja2 rewrites tracebacks to point into the template."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == "<template>"
+              or f.filename.endswith(".jinja")]
+    return frames[-1].lineno if frames else None
 
 
 def registry_login(spec: ImageSpec) -> bytes:

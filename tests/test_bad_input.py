@@ -32,6 +32,13 @@ def script(text):
     return lambda p: write(p / "score.py", text)
 
 
+def template(blocks):
+    def setup(p):
+        write(p / "t.jinja", '{% extends "Dockerfile.jinja" %}\n' + blocks)
+        write(p / "bundler.toml", '[dockerfile]\ntemplate = "t.jinja"\n')
+    return setup
+
+
 def nothing(p):
     return None
 
@@ -72,6 +79,11 @@ CASES = [
      ["save", "out"], 2, "engine must be one of"),
     ("toml conda not yet", toml('models = ["m"]\n[inference]\nentry_script = "score.py"\n'
                                 '[environment]\nconda_file = "score.py"\n'), ["save", "out"], 2, "not supported yet"),
+    # a user Dockerfile template
+    ("template type error", template('{% block labels %}\nLABEL port={{ "p" + plan.port }}\n{% endblock %}'), SAVE, 2,
+     "your Dockerfile template line 3: TypeError: can only concatenate str"),
+    ("template division by zero", template("{% block labels %}{{ 1 / 0 }}{% endblock %}"), SAVE, 2,
+     "your Dockerfile template line 2: ZeroDivisionError"),
     # entry script
     ("entry script missing", nothing, [*SAVE[:4], "--entry-script", "absent.py"], 2, "absent.py not found"),
     ("entry script is a folder", lambda p: (p / "folder.py").mkdir(), [*SAVE[:4], "--entry-script", "folder.py"], 2,
