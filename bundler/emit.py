@@ -75,7 +75,7 @@ def _write_entry(root: Path, entry: FileEntry) -> tuple[int, int, str]:
         return entry.mode, len(entry.data), hashlib.sha256(entry.data).hexdigest()
     digest = hashlib.sha256()
     size = 0
-    with open(entry.source, "rb") as src, open(target, "wb") as out:
+    with _open_source(entry) as src, open(target, "wb") as out:
         while chunk := src.read(CHUNK_SIZE):
             digest.update(chunk)
             out.write(chunk)
@@ -90,6 +90,17 @@ def _write_entry(root: Path, entry: FileEntry) -> tuple[int, int, str]:
     return entry.mode, size, sha
 
 
+def _open_source(entry: FileEntry):
+    try:
+        return open(entry.source, "rb")
+    except OSError as exc:
+        if entry.sha256 is not None:  # a registry blob
+            raise RegistryError(f"registry file {entry.source} for {entry.path} cannot be read ({exc.strerror}); "
+                                "register the model again") from None
+        raise OutputError(f"cannot read {entry.source} ({exc.strerror}); make it readable or leave it out "
+                          "of the bundle (.bundlerignore)") from None
+
+
 def _write_file(path: Path, data: bytes, mode: int) -> None:
     with open(path, "wb") as out:
         out.write(data)
@@ -98,7 +109,33 @@ def _write_file(path: Path, data: bytes, mode: int) -> None:
 
 def _remove_leftovers(dest: Path) -> None:
     for leftover in dest.parent.glob(f"{TMP_PREFIX}{dest.name}-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
+        try:
+            _remove_tree(leftover)
+        except OSError as exc:
+            raise OutputError(f"cannot remove {leftover}, left by an earlier save ({exc.strerror}); "
+                              "delete it by hand") from None
+
+
+def _remove_tree(path: Path) -> None:
+    """rmtree that also clears a tree the user made read-only (chmod -R a-w): it is theirs to delete."""
+    def make_writable_and_retry(function, failed, _):
+        parent = os.path.dirname(failed)
+        os.chmod(parent, os.stat(parent).st_mode | 0o700)
+        if function is not os.rmdir and os.path.isdir(failed) and not os.path.islink(failed):
+            os.chmod(failed, os.stat(failed).st_mode | 0o700)
+        function(failed)
+
+    os.chmod(path, os.stat(path).st_mode | 0o700)
+    shutil.rmtree(path, onerror=make_writable_and_retry)
+
+
+def _discard_old_bundle(old: Path, dest: Path) -> None:
+    """The new bundle is in place; its predecessor goes. Failing that is no reason to say the save failed."""
+    try:
+        _remove_tree(old)
+    except OSError as exc:
+        raise OutputError(f"the bundle is saved to {dest}, but its old copy {old} cannot be removed "
+                          f"({exc.strerror}); delete it by hand") from None
 
 
 def _swap_into_place(staging: Path, dest: Path) -> None:
@@ -108,7 +145,7 @@ def _swap_into_place(staging: Path, dest: Path) -> None:
         os.rename(staging, dest)
         return
     if _exchange(staging, dest):
-        shutil.rmtree(staging)  # it now holds the old bundle
+        _discard_old_bundle(staging, dest)  # staging now holds the old bundle
         return
     # No atomic exchange here: move the old bundle aside under the temporary prefix, so a
     # kill between the two renames leaves it where the next save finds and clears it.
@@ -116,7 +153,7 @@ def _swap_into_place(staging: Path, dest: Path) -> None:
     old.rmdir()
     os.rename(dest, old)
     os.rename(staging, dest)
-    shutil.rmtree(old)
+    _discard_old_bundle(old, dest)
 
 
 def _exchange(a: Path, b: Path) -> bool:

@@ -119,6 +119,87 @@ def test_permission_error_mid_copy_is_one_line(project, cli, monkeypatch):
     assert snapshot(project / "out") == before and no_leftovers(project)
 
 
+def test_an_unreadable_source_file_is_named(project, cli, monkeypatch):
+    import bundler.emit as emit
+
+    def denied(path, *args, **kwargs):
+        if str(path).endswith("score.py"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return open(path, *args, **kwargs)
+
+    monkeypatch.setattr(emit, "open", denied, raising=False)
+    result = save(cli)
+    assert result.exit_code == 1
+    assert result.output.strip() == (f"bundler: error: cannot read {project / 'score.py'} (Permission denied); "
+                                     "make it readable or leave it out of the bundle (.bundlerignore)")
+    assert not (project / "out").exists() and no_leftovers(project)
+
+
+def test_a_missing_registry_file_names_the_model_file(project, cli, isolated_home):
+    (blob,) = [p for p in (isolated_home / "blobs").rglob("*") if p.is_file()]
+    blob.unlink()
+    result = save(cli)
+    assert result.exit_code == 1
+    assert f"registry file {blob} for azureml-models/m/1/m.bin cannot be read (No such file or directory)" in result.output
+    assert "register the model again" in result.output and not (project / "out").exists()
+
+
+def test_old_copy_that_will_not_go_is_not_called_a_failed_save(project, cli, monkeypatch):
+    import bundler.emit as emit
+
+    save(cli)
+    (project / "score.py").write_text("def init():\n    pass\ndef run(raw):\n    return 4\n")
+
+    def stuck(path):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(emit, "_remove_tree", stuck)
+    result = save(cli)
+    assert result.exit_code == 1
+    assert f"the bundle is saved to {project / 'out'}, but its old copy" in result.output
+    assert "nothing was changed" not in result.output
+    assert "return 4" in (project / "out/azureml-app/score.py").read_text() and verify.check(project / "out").ok
+
+
+REMOVE_AS_OWNER = """
+import os, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from bundler.emit import _remove_tree
+tree = Path(sys.argv[2]) / "old"
+(tree / "sub").mkdir(parents=True)
+(tree / "sub" / "f").write_text("x")
+for folder in (tree / "sub", tree):
+    os.chmod(folder, 0o555)  # chmod -R a-w
+_remove_tree(tree)
+print("gone" if not tree.exists() else "still there")
+"""
+
+
+def test_a_read_only_tree_is_removed_by_its_owner(tmp_path):
+    # As root, permissions never bite: run as nobody, on a copy of the package nobody can read.
+    import shutil
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix="bundler-owner-"))
+    try:
+        shutil.copytree(Path(__file__).resolve().parents[1] / "bundler", work / "bundler",
+                        ignore=shutil.ignore_patterns("runtime"))
+        scratch = work / "scratch"
+        scratch.mkdir()
+        argv = [sys.executable, "-c", REMOVE_AS_OWNER, str(work), str(scratch)]
+        if os.geteuid() == 0:
+            for folder, _, _ in os.walk(work):
+                os.chmod(folder, 0o755)
+            os.chown(scratch, 65534, 65534)
+            python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+            argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, *argv[1:]]
+        result = subprocess.run(argv, capture_output=True, text=True, cwd=work)
+        assert result.stdout.strip() == "gone", result.stderr
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def test_unwritable_temp_folder_is_one_line(project, cli, monkeypatch):
     import tempfile
 
