@@ -215,11 +215,13 @@ def diff(bundle, models_, entry_script, source_dir, requirements, base_image, co
     import tempfile
 
     from bundler import diff as diff_module
+    from bundler.emit import check_destination
     from bundler.registry import default_home
     from bundler.save import build_plan, bundle_entries
 
     flags = _flags(models_, entry_script, source_dir, requirements, base_image, config_path, vendor)
     target = Path.cwd() / bundle
+    check_destination(target, force=True)  # what save would refuse outright is no diff
     with tempfile.TemporaryDirectory(prefix="bundler-wheels-") as scratch:
         plan, template = build_plan(flags, home or default_home(), Path.cwd(), target, Path(scratch) / "wheels")
         lines = diff_module.changes(target, diff_module.would_write(bundle_entries(plan, template), plan))

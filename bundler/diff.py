@@ -46,6 +46,9 @@ def changes(bundle: Path, new: dict[str, FileEntry]) -> list[str]:
             out.append(f"new file: {path}")
             continue
         old_path = bundle / path
+        if old_path.is_symlink() or not old_path.is_file():
+            out.append(f"not a regular file: {path} (save would write a file)")
+            continue
         if new_bytes is None or old_path.stat().st_size > TEXT_LIMIT:
             new_sha = sha256_file(entry.source)[0] if new_bytes is None else hashlib.sha256(new_bytes).hexdigest()
             if sha256_file(old_path)[0] != new_sha:

@@ -43,8 +43,12 @@ def read_manifest(folder: Path) -> dict:
     path = folder / MANIFEST
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data.get("files"), dict):
+        if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
             raise ValueError("no 'files' table")
+        if not all(isinstance(meta, dict) for meta in data["files"].values()):
+            raise ValueError("a 'files' entry is not a table")
+        if not isinstance(data.get("inputs", {}), dict):
+            raise ValueError("'inputs' is not a table")
         return data
     except (OSError, ValueError) as exc:
         raise BundlerError(f"{path}: not a readable bundle manifest ({exc}); save the bundle again") from exc
@@ -71,6 +75,9 @@ def check(folder: Path) -> Report:
         if path not in present:
             continue
         full = folder / path
+        if full.is_symlink() or not full.is_file():
+            modified.append(path)  # bundler writes only regular files
+            continue
         mode = full.stat().st_mode & 0o777
         sha, size = (None, full.stat().st_size)
         if size == meta.get("size"):

@@ -98,3 +98,41 @@ def test_diff_binary_model_change(bundle, cli, tmp_path):
     result = cli("diff", bundle, "--model", "m:2", "--entry-script", "score.py")
     assert "new file: azureml-models/m/2/model.bin" in result.output
     assert "only in out: azureml-models/m/1/model.bin (save would delete it)" in result.output
+
+
+def test_a_link_in_place_of_a_file_is_modified_not_an_error(bundle, cli):
+    (bundle / "README.md").unlink()
+    os.symlink("/nonexistent", bundle / "README.md")
+    os.symlink("/etc/hostname", bundle / "azureml-app" / "score.py.tmp")  # an extra link is just extra
+    (bundle / "Dockerfile").unlink()
+    os.symlink("README.md", bundle / "Dockerfile")
+    result = cli("verify", bundle)
+    assert result.output.splitlines()[:3] == ["modified: Dockerfile", "modified: README.md",
+                                              "extra: azureml-app/score.py.tmp"]
+    diff = cli("diff", bundle, "--model", "m", "--entry-script", "score.py")
+    assert diff.exit_code == 0 and "not a regular file: README.md (save would write a file)" in diff.output
+    assert cli("save", "out", "--model", "m", "--entry-script", "score.py", "--force").exit_code == 0
+    assert cli("verify", bundle).exit_code == 0
+
+
+@pytest.mark.parametrize("manifest", ['[]', '{"files": {"Dockerfile": "x"}}', '{"files": {}, "inputs": []}', "{"])
+def test_a_badly_shaped_manifest_is_one_line(bundle, cli, manifest):
+    (bundle / "bundle.json").write_text(manifest)
+    for command in (["verify", bundle], ["serve", bundle],
+                    ["save", "out", "--model", "m", "--entry-script", "score.py", "--force"]):
+        result = cli(*command)
+        assert result.exit_code == 1, command
+        assert result.output.strip().startswith(f"bundler: error: {bundle / 'bundle.json'}: not a readable bundle "
+                                                "manifest") and len(result.output.strip().splitlines()) == 1
+
+
+def test_diff_of_a_folder_save_would_refuse(tmp_path, cli, monkeypatch):
+    (tmp_path / "score.py").write_text("def init():\n    pass\ndef run(raw):\n    return raw\n")
+    (tmp_path / "m.bin").write_bytes(b"m")
+    (tmp_path / "nb").mkdir()
+    (tmp_path / "nb" / "keep.txt").write_text("mine")
+    monkeypatch.chdir(tmp_path)
+    cli("register", "m.bin", "--name", "m")
+    result = cli("diff", "nb", "--model", "m", "--entry-script", "score.py")
+    assert result.exit_code == 1 and "is a non-empty folder that is not a bundle" in result.output
+    assert "save would delete" not in result.output
