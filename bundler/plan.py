@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from bundler import __version__
 from bundler.config import Config
 from bundler.entry_script import EntryScriptInfo
-from bundler.errors import ConfigError, EntryScriptError
+from bundler.errors import ConfigError, EntryScriptError, SourceError
 from bundler.registry import ModelVersion
 from bundler.requirements import RequirementFiles
 from bundler.sources import SourceSelection
@@ -124,6 +124,11 @@ def make(
         for f in model.files:
             files.append(FileEntry(f"{folder}/{f.path}", FILE_MODE, source=blob_path(f.sha256), sha256=f.sha256))
     if sources is not None:
+        if entry_rel not in {f.path for f in sources.files}:
+            raise SourceError(
+                f"{config.entry_script}: the entry script is left out of the source directory by a rule "
+                f"(.bundlerignore, or a built-in one such as secrets); remove or negate the rule that matches {entry_rel}"
+            )
         for f in sources.files:
             files.append(FileEntry(f"azureml-app/{f.path}", EXEC_MODE if f.executable else FILE_MODE, source=f.file))
     else:

@@ -108,6 +108,10 @@ CASES = [
     ("path-like register name", nothing, ["register", "model.bin", "--name", "../escape"], 2, "invalid model name"),
     ("show unknown model", nothing, ["models", "show", "ghost"], 2, "model 'ghost' is not registered"),
     # sources
+    ("entry script ignored by .bundlerignore",
+     lambda p: (write(p / "src" / "score.py", GOOD_SCRIPT), write(p / "src" / ".bundlerignore", "*.py\n")),
+     ["save", "out", "--model", "m", "--source-dir", "src", "--entry-script", "score.py"], 2,
+     "the entry script is left out of the source directory by a rule"),
     ("symlink out of the source directory", symlink_out_of_source,
      ["save", "out", "--model", "m", "--source-dir", "src", "--entry-script", "score.py"], 2,
      "outside the source directory"),
