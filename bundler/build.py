@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bundler import verify
 from bundler.errors import BundlerError
+from bundler.plan import image_name
 
 
 def find_engine() -> str:
@@ -30,10 +31,10 @@ def find_engine() -> str:
 
 
 def default_tag(bundle: Path) -> str:
-    models = verify.read_manifest(bundle).get("inputs", {}).get("models", [])
-    if not models:
+    models = verify.read_manifest(bundle).get("inputs", {}).get("models")
+    if not (isinstance(models, list) and models and isinstance(models[0], dict) and models[0].get("name")):
         raise BundlerError(f"{bundle / 'bundle.json'} names no model; pass --tag NAME")
-    return models[0]["name"].lower()
+    return image_name(str(models[0]["name"]))
 
 
 def build(bundle: Path, tag: str | None = None) -> str:

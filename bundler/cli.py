@@ -8,6 +8,7 @@ commands, so `bundler --help` and each command pay only for what they use.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -42,6 +43,10 @@ class BundlerGroup(click.Group):
                 raise
             click.echo(f"bundler: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except BrokenPipeError:
+            # `bundler verify | head -1`: the reader has what it wanted; Python's own recipe.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(1)
         except OSError as exc:
             # The machine, not the user's input or a bug: a full disk, a permission, a vanished file.
             if ctx.meta.get("bundler.debug"):
@@ -255,10 +260,13 @@ def build(bundle: Path, tag: str | None) -> None:
 
 
 def _shown(path: Path) -> str:
+    """The path as typed in a suggested command: relative where it can be, quoted for the shell."""
+    import shlex
+
     try:
-        return str(path.relative_to(Path.cwd())) or "."
+        return shlex.quote(str(path.relative_to(Path.cwd())) or ".")
     except ValueError:
-        return str(path)
+        return shlex.quote(str(path))
 
 
 if __name__ == "__main__":  # pragma: no cover

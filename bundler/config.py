@@ -198,7 +198,7 @@ def _build(data: dict, text: str, path: Path, base: Path, flags: Flags, cwd: Pat
 
     def file_value(flag: str | None, table: dict, table_name: str, key: str) -> tuple[Path | None, str]:
         if flag is not None:
-            return Path(cwd, flag), f"--{key.replace('_', '-')}"
+            return Path(cwd, flag), "--source-dir" if key == "source_directory" else f"--{key.replace('_', '-')}"
         if key in table:
             return Path(base, table[key]), _where(path, text, table_name, key)
         return None, ""

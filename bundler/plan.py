@@ -9,6 +9,7 @@ give the same plan on any machine; tests can inspect plans without touching disk
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -170,7 +171,7 @@ def make(
         command=_command(engine, entry_rel, config.server.port),
         healthcheck=("python", "-m", f"{RUNTIME_PACKAGE}.healthcheck"),
         registries=(_registry(config),),
-        default_tag=model_specs[0].name.lower(),
+        default_tag=image_name(model_specs[0].name),
         vendored=config.vendor,
     )
     return Plan(
@@ -195,6 +196,20 @@ def choose_engine(config: Config, entry: EntryScriptInfo) -> tuple[str, str]:
     if wanted == "azureml":
         return "azureml", 'chosen in bundler.toml ([server] engine = "azureml")'
     return "bundler", "the entry script uses only init() and run()"
+
+
+# One component of an image name, as Docker accepts it: lower-case letters and digits,
+# separated by one of ".", "_", "__" or dashes.
+_IMAGE_NAME = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+
+
+def image_name(model_name: str) -> str:
+    """A model's name as an image name: lower-cased, and where Docker would refuse it
+    ("a..b", "model-"), each run of separators becomes one dash."""
+    name = model_name.lower()
+    if _IMAGE_NAME.fullmatch(name):
+        return name
+    return re.sub(r"[^a-z0-9]+", "-", name).strip("-") or "model"
 
 
 def _entry_relative(config: Config) -> str:

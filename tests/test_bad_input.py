@@ -108,6 +108,8 @@ CASES = [
     ("path-like register name", nothing, ["register", "model.bin", "--name", "../escape"], 2, "invalid model name"),
     ("show unknown model", nothing, ["models", "show", "ghost"], 2, "model 'ghost' is not registered"),
     # sources
+    ("source dir missing", nothing, ["save", "out", "--model", "m", "--source-dir", "nope", "--entry-script", "score.py"],
+     2, "--source-dir: source directory"),
     ("entry script ignored by .bundlerignore",
      lambda p: (write(p / "src" / "score.py", GOOD_SCRIPT), write(p / "src" / ".bundlerignore", "*.py\n")),
      ["save", "out", "--model", "m", "--source-dir", "src", "--entry-script", "score.py"], 2,
@@ -193,3 +195,14 @@ def test_debug_shows_the_traceback(tmp_path, registry):
                            "--entry-script", "score.py"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode != 0
     assert "Traceback (most recent call last)" in done.stderr and "ModelNotFound" in done.stderr
+
+
+def test_a_closed_pipe_is_not_an_error_message(tmp_path, registry):
+    # `bundler models list | head -1`: the reader left; nothing more to say.
+    env = {**os.environ, "BUNDLER_HOME": str(registry)}
+    done = subprocess.Popen([sys.executable, "-m", "bundler", "models", "list"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    done.stdout.close()  # before it writes a byte
+    stderr = done.stderr.read().decode()
+    done.wait(60)
+    assert stderr == "" and done.returncode == 1

@@ -31,6 +31,23 @@ def example(tmp_path, cli, monkeypatch):
     return work
 
 
+@pytest.mark.parametrize("name, image", [
+    ("diabetes", "diabetes"), ("My_Model.v2", "my_model.v2"), ("x__y", "x__y"), ("a--b", "a--b"),
+    ("A..B", "a-b"), ("model-", "model"), ("a_-b", "a-b"), ("m.", "m"), ("a___b", "a-b"),
+])
+def test_the_suggested_image_name_is_one_docker_accepts(name, image):
+    from bundler.plan import image_name
+
+    assert image_name(name) == image
+
+
+def test_the_suggested_command_quotes_the_path(example, cli):
+    (example / "bundler.toml").unlink()
+    result = cli("save", "my bundle", "--model", "diabetes", "--entry-script", "score.py")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == "next: docker build --tag diabetes 'my bundle'"
+
+
 def test_save_defaults_to_imagefiles_and_reports(example, cli):
     result = cli("save")
     assert result.exit_code == 0, result.output
