@@ -101,6 +101,8 @@ def register(path: Path, name: str, description: str, tags: tuple[str, ...], hom
             raise InputError(f"--tag {tag!r}: expected KEY=VALUE, e.g. --tag framework=sklearn")
         parsed[key] = value
     version = _registry(home).register(path, name, description, parsed)
+    for skipped in version.skipped_secrets:  # on stderr: stdout stays just NAME:VERSION, for scripts
+        click.echo(f"skipped: {skipped} (looks like a secret; not registered)", err=True)
     click.echo(version.ref)
 
 

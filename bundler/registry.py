@@ -20,13 +20,13 @@ import hashlib
 import json
 import os
 import re
-import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from bundler.digest import sha256_file
 from bundler.errors import InputError, ModelNotFound, RegistryError
-from bundler.sources import refuse_link_outside
+from bundler.sources import walk
 
 CHUNK_SIZE = 1 << 20
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
@@ -58,6 +58,8 @@ class ModelVersion:
     files: tuple[ModelFile, ...]
     description: str = ""
     tags: tuple[tuple[str, str], ...] = ()
+    # Set by register only: files of the folder left out because they look like secrets, to be named.
+    skipped_secrets: tuple[str, ...] = ()
 
     @property
     def ref(self) -> str:
@@ -134,7 +136,7 @@ class Registry:
         path = self.home / "models" / name / f"{version}.json"
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            files = tuple(ModelFile(f["path"], f["sha256"], int(f["size"])) for f in data["files"])
+            files = tuple(ModelFile(_safe_path(f["path"]), f["sha256"], int(f["size"])) for f in data["files"])
             tags = tuple(sorted((str(k), str(v)) for k, v in data.get("tags", {}).items()))
             return ModelVersion(name, version, files, data.get("description", ""), tags)
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -147,7 +149,7 @@ class Registry:
     ) -> ModelVersion:
         validate_name(name)
         source = Path(source)
-        files = _model_files(source)
+        files, skipped = _model_files(source)
         tmp = self.home / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
         stored = tuple(ModelFile(rel, *self._store_blob(path, tmp)) for rel, path in files)
@@ -158,7 +160,7 @@ class Registry:
             "files": [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in stored],
         }
         version = self._claim_version(name, record, tmp)
-        return ModelVersion(name, version, stored, description, tuple(sorted((tags or {}).items())))
+        return ModelVersion(name, version, stored, description, tuple(sorted((tags or {}).items())), skipped)
 
     def _store_blob(self, path: Path, tmp: Path) -> tuple[str, int]:
         digest = hashlib.sha256()
@@ -174,8 +176,9 @@ class Registry:
                 os.fsync(out.fileno())
             sha = digest.hexdigest()
             final = self.blob_path(sha)
-            if final.exists():
+            if final.exists() and _holds(final, sha, size):
                 return sha, size
+            # Missing, or damaged on disk: a new version must not reuse a corrupt blob, so put this good copy in.
             final.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(staged, 0o444)
             os.replace(staged, final)  # atomic; identical content makes a race harmless
@@ -211,28 +214,35 @@ class Registry:
             os.unlink(staged)
 
 
-def _model_files(source: Path) -> list[tuple[str, Path]]:
-    """The files to register: (path inside the model folder, file on disk), sorted.
+def _model_files(source: Path) -> tuple[list[tuple[str, Path]], tuple[str, ...]]:
+    """The files to register: (path inside the model folder, file on disk), sorted, and the secrets left out.
 
     A single file keeps its name; a directory keeps its own name as the top folder,
     as Azure ML does, so `AZUREML_MODEL_DIR/<dir name>/...` resolves the same way.
+    A folder's secrets (.env, .git/, keys) are left out by the rules `save` applies to sources.
     """
     if not source.exists():
         raise InputError(f"cannot register {source}: no such file or directory")
     if source.is_file():
-        return [(source.name, source)]
-    root = source.resolve()
-    found: list[tuple[str, Path]] = []
-    for dirpath, dirnames, filenames in os.walk(source):
-        dirnames.sort()
-        for entry in sorted(dirnames) + sorted(filenames):
-            refuse_link_outside(Path(dirpath, entry), root, f"the model folder {source}",
-                                "copy the file in or remove the link, then register again")
-        for filename in filenames:
-            path = Path(dirpath, filename)
-            if stat.S_ISREG(path.stat().st_mode):
-                rel = path.relative_to(source.parent).as_posix()
-                found.append((rel, path))
-    if not found:
-        raise InputError(f"cannot register {source}: the directory holds no files")
-    return sorted(found)
+        return [(source.name, source)], ()
+    # abspath, not resolve: `..` and `.` get their real names, but a linked folder keeps the link's name.
+    folder = Path(os.path.abspath(source))
+    found = walk(folder, f"the model folder {source}", "then register again")
+    files = [(f"{folder.name}/{rel}", path) for rel, path in found.files]
+    secrets = tuple(f"{folder.name}/{rel}" for rel in found.skipped_secrets)
+    if not files:
+        left_out = f" (left out as secrets: {', '.join(secrets)})" if secrets else ""
+        raise InputError(f"cannot register {source}: the directory holds no files{left_out}")
+    return files, secrets
+
+
+def _holds(blob: Path, sha256: str, size: int) -> bool:
+    """Whether a stored blob really holds this content (checked only when the content is registered again)."""
+    return blob.stat().st_size == size and sha256_file(blob)[0] == sha256
+
+
+def _safe_path(path: str) -> str:
+    """A record's file path must stay inside the model's folder: it becomes a path in the bundle."""
+    if not isinstance(path, str) or path.startswith("/") or any(part in ("", ".", "..") for part in path.split("/")):
+        raise ValueError(f"file path {path!r} leaves the model folder")
+    return path

@@ -78,3 +78,22 @@ def test_corrupted_blob_is_detected_at_save_and_nothing_is_written(tmp_path):
     assert saved.stderr.count("\n") == 1 and "is corrupt" in saved.stderr and "register the model again" in saved.stderr
     assert not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bundler-tmp-")]
+
+
+def test_registering_again_repairs_a_corrupt_blob(tmp_path):
+    """save says 'register the model again'; that must work, not reuse the corrupt blob."""
+    (tmp_path / "score.py").write_text("def init():\n    pass\ndef run(raw):\n    return raw\n")
+    (tmp_path / "m.bin").write_bytes(b"the real weights")
+    home = tmp_path / "home"
+    registry = Registry(home)
+    for damage in (lambda p: p.write_bytes(p.read_bytes() + b"junk"),  # appended bytes
+                   lambda p: p.write_bytes(b"the real weightz")):  # same size, one byte flipped
+        assert bundler("register", "m.bin", "--name", "m", cwd=tmp_path, home=home).returncode == 0
+        path = registry.blob_path(registry.resolve(ModelRef("m")).files[0].sha256)
+        os.chmod(path, 0o644)
+        damage(path)
+        assert bundler("register", "m.bin", "--name", "m", cwd=tmp_path, home=home).returncode == 0
+        assert path.read_bytes() == b"the real weights" and path.stat().st_mode & 0o777 == 0o444
+        saved = bundler("save", "out", "--model", "m", "--entry-script", "score.py", cwd=tmp_path, home=home)
+        assert saved.returncode == 0, saved.stderr
+    assert not any((home / "tmp").iterdir())
