@@ -23,7 +23,8 @@ class Settings:
     host: str = "0.0.0.0"
     service_name: str = "ML service"
     service_version: str = "1.0"
-    service_path_prefix: str = ""
+    service_path_prefix: str = ""  # shown in the swagger document's paths only, as on the reference
+    cors_origins: tuple = ()  # AML_CORS_ORIGINS, comma-separated; "*" allows any origin
 
     @property
     def entry_script_path(self) -> str:
@@ -65,4 +66,5 @@ def from_environment(env=None) -> Settings:
         service_name=env.get("SERVICE_NAME", "ML service"),
         service_version=env.get("SERVICE_VERSION", "1.0"),
         service_path_prefix=env.get("SERVICE_PATH_PREFIX", ""),
+        cors_origins=tuple(o.strip() for o in env.get("AML_CORS_ORIGINS", "").split(",") if o.strip()),
     )

@@ -1,6 +1,8 @@
 """An undecorated entry script whose run() can be told, by its input, to misbehave."""
+import asyncio
 import json
 import os
+import sys
 import time
 
 state = {}
@@ -27,6 +29,22 @@ def run(raw_data):
     if "sleep" in data:
         time.sleep(data["sleep"])
         return "slept"
+    if "sleep_or_fallback" in data:
+        try:
+            time.sleep(data["sleep_or_fallback"])
+        except TimeoutError:
+            return "fallback"
+    if "asyncio" in data:
+        return asyncio.run(_twice(data["asyncio"]))
+    if "exit" in data:
+        sys.exit(data["exit"])
+    if "interrupt" in data:
+        raise KeyboardInterrupt
     if "unserialisable" in data:
         return {1, 2}
     return {"echo": data, "model_dir": state["model_dir"]}
+
+
+async def _twice(value):
+    await asyncio.sleep(0)
+    return value * 2

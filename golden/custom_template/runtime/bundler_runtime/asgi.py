@@ -1,14 +1,31 @@
 """Adapt the scoring app to ASGI, the interface of gunicorn's asyncio worker.
 
 The body is read here, up to the configured limit (413 beyond it, without reading the
-rest). run() is called directly on the event loop: a worker scores one request at a
+rest). run() is called on the event loop's thread: a worker scores one request at a
 time, as the reference server's sync workers do, while idle keep-alive connections wait
-cheaply in the loop.
+cheaply in the loop. While it runs, no loop seems to be running, so run() may use
+asyncio.run() as it could on the reference.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from bundler_runtime.app import Request, ScoringApp, too_large
+
+
+@contextlib.contextmanager
+def _outside_the_event_loop():
+    """run() is synchronous code, as on the reference's sync workers: inside it no event loop
+    may seem to be running, or asyncio.run() there fails ("another loop is running")."""
+    loop = asyncio.get_running_loop()
+    asyncio._set_running_loop(None)  # the low-level hook asyncio offers to loop implementations
+    try:
+        yield
+    finally:
+        asyncio._set_running_loop(loop)
+        asyncio.set_event_loop(loop)  # asyncio.run() leaves no current loop behind
 
 
 class ASGIAdapter:
@@ -19,13 +36,17 @@ class ASGIAdapter:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return
-        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+        headers = {}
+        for name, value in scope["headers"]:  # a repeated header reads as its values joined, as on the reference
+            name, value = name.decode("latin-1").lower(), value.decode("latin-1")
+            headers[name] = f"{headers[name]},{value}" if name in headers else value
         body = await self._body(headers, receive)
         if body is None:
             status, response_headers, payload = too_large(self.limit)
         else:
             request = Request(scope["method"], scope["path"], scope["query_string"].decode("latin-1"), headers, body)
-            status, response_headers, payload = self.app.handle(request)
+            with _outside_the_event_loop():
+                status, response_headers, payload = self.app.handle(request)
         response_headers.append(("Content-Length", str(len(payload))))
         await send({
             "type": "http.response.start",

@@ -60,18 +60,17 @@ class ScoringApp:
         self.script = script
         self.settings = settings
         self.swagger = swagger
-        prefix = "/" + settings.service_path_prefix.strip("/") if settings.service_path_prefix.strip("/") else ""
-        self.routes = {prefix + "/score": self.score, prefix + "/swagger.json": self.swagger_json,
-                       prefix + "/": self.health, "/": self.health}
+        # SERVICE_PATH_PREFIX changes only the paths the swagger document shows, as on the
+        # reference: whatever routes the prefix strips it before the request gets here.
+        self.routes = {"/score": self.score, "/swagger.json": self.swagger_json, "/": self.health}
 
     def handle(self, request: Request):
         """(status, [(name, value)], body) for one request; never raises."""
-        ids = _request_ids(request.headers)
-        if isinstance(ids, str):
-            status, headers, body = _error(431, ids)
-            ids = ("", "", "")
+        ids, refused = _request_ids(request.headers)
+        if refused:
+            status, headers, body = _error(431, refused)
         else:
-            handler = self.routes.get(request.path or "/", self.not_found)
+            handler = self.routes.get(_route_path(request.path), self.not_found)
             try:
                 status, headers, body = handler(request)
             except BadRequest as exc:
@@ -86,6 +85,9 @@ class ScoringApp:
             headers.append(("x-ms-request-id", legacy_id))
         if client_id:
             headers.append(("x-ms-client-request-id", client_id))
+        if "traceid" in request.headers:  # Office services' own tracing header, echoed as the reference does
+            headers.append(("TraceId", request.headers["traceid"]))
+        headers.extend(_cors_headers(self.settings.cors_origins, request))
         return status, headers, body
 
     # -- routes -------------------------------------------------------------------
@@ -102,10 +104,12 @@ class ScoringApp:
         return _error(404, NOT_FOUND)
 
     def swagger_json(self, request):
+        if request.method == "OPTIONS":
+            return 200, [("Content-Type", HTML), ("Allow", "GET, HEAD, OPTIONS")], b""
         if request.method not in ("GET", "HEAD"):
             return _error(405, METHOD_NOT_ALLOWED)
-        query = dict(parse_qsl(request.query, keep_blank_values=True))
-        document, message = self.swagger.get(query.get("version", "2"))
+        versions = [value for key, value in parse_qsl(request.query, keep_blank_values=True) if key == "version"]
+        document, message = self.swagger.get(versions[0] if versions else "2")  # the first, as Flask reads it
         if document is None:
             return _error(404, message)
         return 200, [("Content-Type", JSON), ("x-ms-run-function-failed", "False")], _dumps(document)
@@ -133,7 +137,7 @@ class ScoringApp:
         except ScoringTimeout:
             logger.error("run() exceeded the scoring timeout of %s ms", self.settings.scoring_timeout_ms)
             return _error(500, f"Scoring timeout after {self.settings.scoring_timeout_ms} ms", run_failed=True)
-        except Exception:  # noqa: BLE001 - the user's run() failed; keep serving
+        except BaseException:  # noqa: BLE001 - even sys.exit() in run() fails one request, not the worker
             logger.error("run() raised an exception:\n%s", traceback.format_exc())
             return _error(500, RUN_FAILED, run_failed=True)
         elapsed_ms = (time.perf_counter() - started) * 1000
@@ -193,10 +197,12 @@ def _error(status: int, message: str, run_failed: bool = False):
 
 
 def _request_ids(headers):
-    """(x-request-id, x-ms-request-id, x-ms-client-request-id) as the reference sets them, or an error."""
-    request_id = headers.get("x-request-id") or str(uuid.uuid4())
+    """((x-request-id, x-ms-request-id, x-ms-client-request-id) to send back, refusal or None), as the
+    reference sets them: an id sent empty stays empty (and is not sent back); a refused request
+    still gets back the ids accepted before the one refused."""
+    request_id = headers["x-request-id"] if "x-request-id" in headers else str(uuid.uuid4())
     if len(request_id) > HEADER_LIMIT:
-        return f"x-request-id must not exceed {HEADER_LIMIT} characters"
+        return ("", "", ""), f"x-request-id must not exceed {HEADER_LIMIT} characters"
     legacy = headers.get("x-ms-request-id", "")
     client = headers.get("x-ms-client-request-id", "")
     if legacy:
@@ -204,8 +210,38 @@ def _request_ids(headers):
     else:
         legacy = client or request_id
     if len(legacy) > HEADER_LIMIT or len(client) > HEADER_LIMIT:
-        return f"x-ms-request-id and x-ms-client-request-id must not exceed {HEADER_LIMIT} characters"
-    return request_id, legacy, client
+        return (request_id, "", ""), f"x-ms-request-id and x-ms-client-request-id must not exceed {HEADER_LIMIT} characters"
+    return (request_id, legacy, client), None
+
+
+def _route_path(path: str) -> str:
+    """The path a route is looked up by: "//score" is "/score", and an absolute-form target
+    ("GET http://host/score") its path, as the reference's router has it."""
+    if "://" in path:
+        path = "/" + path.split("://", 1)[1].partition("/")[2]
+    while "//" in path:
+        path = path.replace("//", "/")
+    return path or "/"
+
+
+def _cors_headers(origins: tuple, request) -> list:
+    """What flask-cors adds on the reference when AML_CORS_ORIGINS is set (methods GET and POST)."""
+    if not origins:
+        return []
+    origin = request.headers.get("origin")
+    if origin is None:  # not a browser's cross-origin request; flask-cors still answers
+        return [("Access-Control-Allow-Origin", "*")] if "*" in origins else [
+            ("Access-Control-Allow-Origin", origins[-1]), ("Vary", "Origin")]
+    if "*" not in origins and origin not in origins:
+        return []
+    headers = [("Access-Control-Allow-Origin", origin)]
+    wanted_method = request.headers.get("access-control-request-method", "")
+    if request.method == "OPTIONS" and wanted_method:  # a preflight
+        if "access-control-request-headers" in request.headers:
+            headers.append(("Access-Control-Allow-Headers", request.headers["access-control-request-headers"]))
+        headers.append(("Access-Control-Allow-Methods", "GET, POST"))
+    headers.append(("Vary", "Origin"))
+    return headers
 
 
 def too_large(limit: int):

@@ -13,8 +13,8 @@ import signal
 import threading
 
 
-class ScoringTimeout(Exception):
-    pass
+class ScoringTimeout(TimeoutError):
+    """A TimeoutError, as on the reference server: a run() may catch it to return a fallback."""
 
 
 def _raise_timeout(signum, frame):
