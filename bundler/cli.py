@@ -244,11 +244,13 @@ def diff(bundle, models_, entry_script, source_dir, requirements, base_image, co
 @click.argument("bundle", default="imagefiles", type=click.Path(path_type=Path))
 @click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on (default: the bundle's).")
 @click.option("--workers", type=click.IntRange(1, 64), help="Worker processes (default: the bundle's).")
-def serve(bundle: Path, port: int | None, workers: int | None) -> None:
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; 0.0.0.0 serves every interface, as the container does.")
+def serve(bundle: Path, port: int | None, workers: int | None, host: str) -> None:
     """Run a saved bundle's scoring server here, without Docker, as the container would."""
     from bundler.serve import serve as serve_bundle
 
-    serve_bundle(bundle, port, workers)
+    serve_bundle(bundle, port, workers, host)
 
 
 @main.command()

@@ -22,7 +22,8 @@ class ServeCommand:
     env: dict
 
 
-def command(bundle: Path, port: int | None = None, workers: int | None = None, base_env=None) -> ServeCommand:
+def command(bundle: Path, port: int | None = None, workers: int | None = None, base_env=None,
+            host: str = "127.0.0.1") -> ServeCommand:
     """The command and environment that run this bundle's server. Pure but for reading bundle.json."""
     bundle = Path(os.path.abspath(bundle))
     if not verify.is_bundle(bundle):
@@ -30,7 +31,9 @@ def command(bundle: Path, port: int | None = None, workers: int | None = None, b
     inputs = verify.read_manifest(bundle).get("inputs", {})
     models = inputs.get("models", [])
     server = inputs.get("server", {})
-    if not models or "entry_script" not in inputs:
+    well_formed = isinstance(models, list) and all(isinstance(m, dict) and "name" in m and "version" in m
+                                                   for m in models) and isinstance(server, dict)
+    if not models or not well_formed or not isinstance(inputs.get("entry_script"), str):
         raise BundlerError(f"{bundle / 'bundle.json'} lists no models or entry script; save the bundle again")
     model_dir = bundle / "azureml-models"
     if len(models) == 1:
@@ -43,6 +46,7 @@ def command(bundle: Path, port: int | None = None, workers: int | None = None, b
         AZUREML_ENTRY_SCRIPT=inputs["entry_script"],
         AZUREML_MODEL_DIR=str(model_dir),
         BUNDLER_PORT=str(port),
+        BUNDLER_HOST=host,  # this machine only, unless asked: a try-out is not a deployment
         BUNDLER_WORKERS=str(workers),
         BUNDLER_SCORING_TIMEOUT=str(server.get("scoring_timeout", 60)),
         BUNDLER_MAX_REQUEST_BYTES=str(server.get("max_request_bytes", 100 * 1024 * 1024)),
@@ -95,10 +99,10 @@ def missing_requirements(bundle: Path) -> list[str]:
     return problems
 
 
-def serve(bundle: Path, port: int | None, workers: int | None) -> None:
+def serve(bundle: Path, port: int | None, workers: int | None, host: str = "127.0.0.1") -> None:
     """Replace this process with the bundle's server (signals then reach it directly)."""
     bundle = Path(os.path.abspath(bundle))
-    cmd = command(bundle, port, workers)
+    cmd = command(bundle, port, workers, host=host)
     missing = missing_requirements(bundle)
     if missing:
         raise BundlerError(

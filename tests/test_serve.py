@@ -42,6 +42,19 @@ def test_command_sets_the_containers_environment(bundle):
     assert cmd.env["PYTHONPATH"] == os.pathsep.join([str(out / "runtime"), "/elsewhere"])
     assert (cmd.env["BUNDLER_PORT"], cmd.env["BUNDLER_WORKERS"]) == ("5001", "1")
     assert command(out, port=6000, workers=3, base_env={}).env["BUNDLER_PORT"] == "6000"
+    assert cmd.env["BUNDLER_HOST"] == "127.0.0.1"  # a try-out listens on this machine only
+    assert command(out, base_env={}, host="0.0.0.0").env["BUNDLER_HOST"] == "0.0.0.0"
+
+
+@pytest.mark.parametrize("inputs", ['{"models": [1], "entry_script": "score.py"}',
+                                    '{"models": [{"name": "a"}], "entry_script": "score.py"}',
+                                    '{"models": [{"name": "a", "version": 1}], "entry_script": 7}',
+                                    '{"models": [{"name": "a", "version": 1}], "entry_script": "s.py", "server": 5}'])
+def test_a_manifest_with_malformed_inputs_is_one_line(bundle, inputs):
+    out = bundle("alpha:1")
+    (out / "bundle.json").write_text('{"files": {}, "inputs": ' + inputs + "}")
+    with pytest.raises(BundlerError, match="lists no models or entry script; save the bundle again"):
+        command(out)
 
 
 def test_several_models_share_the_models_folder(bundle, cli):
