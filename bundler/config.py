@@ -223,6 +223,8 @@ def _build(data: dict, text: str, path: Path, base: Path, flags: Flags, cwd: Pat
         raise ConfigError(f"{entry_where}: entry script {entry} not found")
     if not entry.is_file():
         raise ConfigError(f"{entry_where}: entry script {entry} is not a file")
+    if entry.suffix != ".py":
+        raise ConfigError(f"{entry_where}: entry script {entry} must be a .py file (the server imports it as Python)")
     if source_dir is not None and not entry.resolve().is_relative_to(source_dir.resolve()):
         raise ConfigError(f"{entry_where}: entry script {entry} must be inside the source directory {source_dir}")
 

@@ -225,6 +225,6 @@ def collect(top: Path, vendored: bool = False, strict: bool = True) -> Requireme
 
 def _read(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")  # a BOM is not part of the first line, as pip has it
     except (OSError, UnicodeDecodeError) as exc:
         raise RequirementsError(f"{path}: cannot read the requirements file ({exc})") from exc

@@ -88,6 +88,8 @@ CASES = [
     ("entry script missing", nothing, [*SAVE[:4], "--entry-script", "absent.py"], 2, "absent.py not found"),
     ("entry script is a folder", lambda p: (p / "folder.py").mkdir(), [*SAVE[:4], "--entry-script", "folder.py"], 2,
      "is not a file"),
+    ("entry script without .py", lambda p: write(p / "score", GOOD_SCRIPT), [*SAVE[:4], "--entry-script", "score"], 2,
+     "must be a .py file"),
     ("entry script syntax error", script("def init(:\n"), SAVE, 2, "score.py:1: entry script has a syntax error"),
     ("entry script without run", script("def init():\n    pass\n"), SAVE, 2, "no top-level run()"),
     ("entry script without init", script("def run(raw):\n    return raw\n"), SAVE, 2, "no top-level init()"),

@@ -171,3 +171,10 @@ def test_serve_checks_the_requirements_of_included_files(project, cli):
     assert cli("save", "out", "--model", "m", "--entry-script", "score.py",
                "--requirements", "requirements.txt").exit_code == 0
     assert "surely-not-installed-pkg" in missing_requirements(project / "out")
+
+
+def test_a_byte_order_mark_does_not_hide_the_first_line(tmp_path):
+    (tmp_path / "requirements.txt").write_bytes(b"\xef\xbb\xbf-r base.txt\n")
+    (tmp_path / "base.txt").write_text("six==1.17.0\n")
+    found = collect(tmp_path / "requirements.txt")
+    assert [path for path, _ in found.files] == ["requirements.txt", "base.txt"]
