@@ -81,6 +81,9 @@ class ImageSpec:
     registries: tuple[RegistrySpec, ...]
     default_tag: str
     vendored: bool  # wheels ship in environment/wheels/: the build needs no network
+    # The user's requirements carry hashes, so pip would demand them of the runtime's too:
+    # the runtime's requirements get a pip run of their own, first.
+    runtime_installed_apart: bool = False
     app_root: str = APP_ROOT
     models_root: str = MODELS_ROOT
     venv: str = VENV
@@ -173,6 +176,7 @@ def make(
         registries=(_registry(config),),
         default_tag=image_name(model_specs[0].name),
         vendored=config.vendor,
+        runtime_installed_apart=environment is not None and environment.hashed,
     )
     return Plan(
         spec=spec,

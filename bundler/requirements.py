@@ -21,6 +21,7 @@ from pathlib import Path
 from bundler.errors import InputError
 
 _COMMENT = re.compile(r"(^|\s+)#.*$")
+_HASH_OPTION = re.compile(r"(^|\s)--(hash|require-hashes)\b")
 _NAME = re.compile(r"([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(?:\[[^\]]*\])?\s*(.*)", re.S)
 _EXACT = re.compile(r"===?\s*([^\s,;*]+)\s*$")
 _USERINFO = re.compile(r"://([^/@\s]+)@")
@@ -55,12 +56,14 @@ class Parsed:
     includes: tuple[tuple[int, str], ...]  # (line, path) of each -r / -c file on this machine
     problems: tuple[tuple[int, str], ...]  # (line, what is wrong and how to fix it)
     local_find_links: tuple[tuple[int, str], ...] = ()  # -f FOLDER: only --vendor can carry what it finds
+    hashed: bool = False  # --hash or --require-hashes: pip then checks hashes of all it installs in that run
 
 
 @dataclass(frozen=True)
 class RequirementFiles:
     files: tuple[tuple[str, Path], ...]  # (POSIX path relative to the top file's folder, file); top first
     requirements: tuple[Requirement, ...]
+    hashed: bool = False  # see Parsed.hashed
 
     @property
     def unpinned(self) -> tuple[str, ...]:
@@ -112,7 +115,8 @@ def parse(text: str) -> Parsed:
         if secret:  # the file ships verbatim, comments too
             problems.append((number, f"a comment holds a URL with credentials ({secret}); the file is copied "
                                      "into the bundle as it is: remove them from the comment"))
-    return Parsed(tuple(requirements), tuple(includes), tuple(sorted(problems)), tuple(find_links))
+    hashed = any(_HASH_OPTION.search(line) for _, line in logical_lines(text))
+    return Parsed(tuple(requirements), tuple(includes), tuple(sorted(problems)), tuple(find_links), hashed)
 
 
 def _option(number: int, line: str, includes: list, problems: list, find_links: list) -> None:
@@ -192,6 +196,7 @@ def collect(top: Path, vendored: bool = False, strict: bool = True) -> Requireme
     """
     files: list[tuple[str, Path]] = []
     requirements: list[Requirement] = []
+    hashed = False
     pending = [(top.name, top)]
     while pending:
         rel, path = pending.pop(0)
@@ -206,8 +211,14 @@ def collect(top: Path, vendored: bool = False, strict: bool = True) -> Requireme
             raise RequirementsError(
                 f"{path}:{number}: {option} is a folder on this machine, which the image build cannot see; "
                 "save with --vendor (the bundle then carries the wheels found there) or publish them to an index")
+        direct = next((r for r in parsed.requirements if r.direct), None)
+        if strict and vendored and direct is not None:
+            raise RequirementsError(
+                f"{path}:{direct.line}: {direct.name} is fetched from its URL when the image is built, even from a "
+                "vendored bundle; require it by name and version (name==1.2.3) so its wheel ships, or save without --vendor")
         files.append((rel, path))
         requirements.extend(parsed.requirements)
+        hashed = hashed or parsed.hashed
         for number, include in parsed.includes:
             included = posixpath.normpath(posixpath.join(posixpath.dirname(rel), include))
             problem = None
@@ -220,7 +231,7 @@ def collect(top: Path, vendored: bool = False, strict: bool = True) -> Requireme
                 pending.append((included, path.parent / include))
             elif strict:
                 raise RequirementsError(f"{path}:{number}: {problem}")
-    return RequirementFiles(tuple(files), tuple(requirements))
+    return RequirementFiles(tuple(files), tuple(requirements), hashed)
 
 
 def _read(path: Path) -> str:

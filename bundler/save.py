@@ -57,7 +57,7 @@ def build_plan(
     runtime_requirements = (RUNTIME_DIR / "requirements.txt").read_bytes()
     wheels = ()
     if config.vendor:
-        wheels = _vendor(config, info, runtime_requirements, wheel_dir)
+        wheels = _vendor(config, info, runtime_requirements, wheel_dir, apart=bool(environment and environment.hashed))
     plan = plan_module.make(
         config,
         models,
@@ -72,15 +72,19 @@ def build_plan(
     return plan, user_template
 
 
-def _vendor(config, info, runtime_requirements: bytes, wheel_dir: Path):
-    """Download wheels for the image (network); pip sees the same requirement files the image will."""
+def _vendor(config, info, runtime_requirements: bytes, wheel_dir: Path, apart: bool = False):
+    """Download wheels for the image (network); pip sees the same requirement files, in the
+    same runs (`apart`: hashed requirements get their own), as the image will."""
     from bundler import vendor
 
     engine, _ = plan_module.choose_engine(config, info)
     runtime_file = wheel_dir.parent / "runtime-requirements.txt"
     runtime_file.write_bytes(plan_module.runtime_requirements_for(engine, runtime_requirements))
     files = (runtime_file,) + ((config.requirements,) if config.requirements else ())
-    return vendor.download(files, config.python, config.platform, wheel_dir)
+    runs = [(f,) for f in files] if apart else [files]
+    for run in runs:
+        wheels = vendor.download(run, config.python, config.platform, wheel_dir)
+    return wheels  # everything in wheel_dir, after the last run
 
 
 def bundle_entries(plan: plan_module.Plan, user_template: str | None) -> tuple[plan_module.FileEntry, ...]:

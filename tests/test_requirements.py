@@ -178,3 +178,20 @@ def test_a_byte_order_mark_does_not_hide_the_first_line(tmp_path):
     (tmp_path / "base.txt").write_text("six==1.17.0\n")
     found = collect(tmp_path / "requirements.txt")
     assert [path for path, _ in found.files] == ["requirements.txt", "base.txt"]
+
+
+@pytest.mark.parametrize("text, hashed", [
+    ("six==1.17.0 --hash=sha256:abc\n", True),
+    ("six==1.17.0 \\\n    --hash=sha256:abc\n", True),
+    ("--require-hashes\nsix==1.17.0\n", True),
+    ("six==1.17.0\n# --hash=sha256:abc in a comment\n", False),
+    ("hashlib-tools==1.0\n", False),
+])
+def test_hashes_are_noticed(text, hashed):
+    assert parse(text).hashed is hashed
+
+
+def test_an_included_files_hashes_count(tmp_path):
+    (tmp_path / "requirements.txt").write_text("-r base.txt\n")
+    (tmp_path / "base.txt").write_text("six==1.17.0 --hash=sha256:abc\n")
+    assert collect(tmp_path / "requirements.txt").hashed

@@ -180,14 +180,19 @@ def test_source_directory_helper_module_is_importable(engine, tmp_path, home):
         engine.remove_image(build.tag)
 
 
+SIX_WHEEL_SHA256 = "4721f391ed90541fddacab5acf947aa0d3dc7d27b2e1e8eda2be8970586c3274"  # six-1.17.0-py2.py3-none-any
+
+
 def test_vendored_bundle_builds_with_no_network(engine, tmp_path, home):
-    """`save --vendor` carries every wheel: the build succeeds with networking switched off."""
+    """`save --vendor` carries every wheel: the build succeeds with networking switched off.
+    The requirement carries a hash, as pip-compile --generate-hashes writes it: pip then
+    checks every package of its run, so the server's own requirements need a run apart."""
     if engine.name == "podman" and not shutil.which("unshare"):
         pytest.fail("unshare (util-linux) is needed for the offline build")
     (tmp_path / "score.py").write_text(
         "import six\n\ndef init():\n    pass\n\ndef run(raw_data):\n    return six.ensure_str(raw_data).upper()\n")
     (tmp_path / "requirements.txt").write_text("-r base.txt\n")  # an include: it must ship, and resolve, too
-    (tmp_path / "base.txt").write_text("six==1.17.0\n")
+    (tmp_path / "base.txt").write_text(f"six==1.17.0 \\\n    --hash=sha256:{SIX_WHEEL_SHA256}\n")
     (tmp_path / "m.bin").write_bytes(b"m")
     bundler("register", "m.bin", "--name", "offline", cwd=tmp_path, home=home)
     bundler("save", "out", "--model", "offline", "--entry-script", "score.py", "--requirements", "requirements.txt",
