@@ -252,6 +252,14 @@ def _build(data: dict, text: str, path: Path, base: Path, flags: Flags, cwd: Pat
             "or myregistry.azurecr.io/python:3.11-slim"
         )
 
+    vendor = flags.vendor if flags.vendor is not None else environment.get("vendor", False)
+    image_python = re.search(r"(?:^|/)python:(3\.[0-9]{1,2})(?:[-.@]|$)", base_image)
+    if vendor and image_python and image_python.group(1) != python:
+        # Vendored wheels are built for one Python; the official images say theirs in the tag.
+        raise ConfigError(
+            f"{image_where}: {base_image} runs Python {image_python.group(1)}, but the wheels would be vendored "
+            f"for Python {python}; set [environment] python = \"{image_python.group(1)}\" so they match")
+
     platform = environment.get("platform", "linux/amd64")
     if platform not in PLATFORMS:
         raise ConfigError(f"{_where(path, text, 'environment', 'platform')}: platform must be one of {', '.join(PLATFORMS)}")
@@ -273,7 +281,7 @@ def _build(data: dict, text: str, path: Path, base: Path, flags: Flags, cwd: Pat
         server=_server(server_data, path, text),
         registry=_registry(registry_data, path, text),
         dockerfile_template=template,
-        vendor=flags.vendor if flags.vendor is not None else environment.get("vendor", False),
+        vendor=vendor,
         platform=platform,
     )
 

@@ -79,6 +79,9 @@ CASES = [
      ["save", "out"], 2, "engine must be one of"),
     ("toml conda not yet", toml('models = ["m"]\n[inference]\nentry_script = "score.py"\n'
                                 '[environment]\nconda_file = "score.py"\n'), ["save", "out"], 2, "not supported yet"),
+    ("vendored wheels for another Python", nothing,
+     [*SAVE, "--vendor", "--base-image", "python:3.12-slim"], 2,
+     "python:3.12-slim runs Python 3.12, but the wheels would be vendored for Python 3.11"),
     # a user Dockerfile template
     ("template type error", template('{% block labels %}\nLABEL port={{ "p" + plan.port }}\n{% endblock %}'), SAVE, 2,
      "your Dockerfile template line 3: TypeError: can only concatenate str"),
