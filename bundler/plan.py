@@ -171,7 +171,7 @@ def make(
         environment_file="environment/requirements.txt",
         env=_image_env(engine, model_specs, entry_rel, server),
         labels=_labels(model_specs),
-        command=_command(engine, entry_rel, config.server.port),
+        command=_command(engine),
         healthcheck=("python", "-m", f"{RUNTIME_PACKAGE}.healthcheck"),
         registries=(_registry(config),),
         default_tag=image_name(model_specs[0].name),
@@ -257,8 +257,6 @@ def _image_env(engine, models, entry_rel, server) -> tuple[tuple[str, str], ...]
         ("BUNDLER_SCORING_TIMEOUT", str(server["scoring_timeout"])),
         ("BUNDLER_MAX_REQUEST_BYTES", str(server["max_request_bytes"])),
     ]
-    if engine == "azureml":  # the reference server's names for the same settings
-        env += [("WORKER_COUNT", str(server["workers"])), ("SCORING_TIMEOUT_MS", str(server["scoring_timeout"] * 1000))]
     return tuple(env)
 
 
@@ -275,9 +273,9 @@ def _labels(models: tuple[ModelSpec, ...]) -> tuple[tuple[str, str], ...]:
     return tuple(labels)
 
 
-def _command(engine: str, entry_rel: str, port: int) -> tuple[str, ...]:
-    if engine == "azureml":
-        return ("azmlinfsrv", "--entry_script", f"{APP_ROOT}/{entry_rel}", "--port", str(port))
+def _command(engine: str) -> tuple[str, ...]:
+    if engine == "azureml":  # azmlinfsrv, started with the same BUNDLER_* settings
+        return ("python", "-m", f"{RUNTIME_PACKAGE}.reference")
     return ("python", "-m", RUNTIME_PACKAGE)
 
 

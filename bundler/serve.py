@@ -53,12 +53,8 @@ def command(bundle: Path, port: int | None = None, workers: int | None = None, b
         PYTHONPATH=os.pathsep.join(filter(None, [str(bundle / "runtime"), env.get("PYTHONPATH")])),
         PYTHONDONTWRITEBYTECODE="1",
     )
-    if inputs.get("engine") == "azureml":
-        env.update(WORKER_COUNT=str(workers), SCORING_TIMEOUT_MS=str(int(server.get("scoring_timeout", 60)) * 1000))
-        argv = ("azmlinfsrv", "--entry_script", str(bundle / "azureml-app" / inputs["entry_script"]),
-                "--port", str(port))
-    else:
-        argv = (sys.executable, "-m", "bundler_runtime")
+    module = "bundler_runtime.reference" if inputs.get("engine") == "azureml" else "bundler_runtime"
+    argv = (sys.executable, "-m", module)
     return ServeCommand(argv, env)
 
 

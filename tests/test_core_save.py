@@ -155,7 +155,8 @@ def test_azureml_raw_http_script_selects_the_reference_engine(example, cli):
     result = cli("save")
     assert "engine: azureml (the entry script imports azureml.contrib.services.aml_response" in result.output
     dockerfile = (example / "imagefiles" / "Dockerfile").read_text()
-    assert 'CMD ["azmlinfsrv", "--entry_script", "/var/azureml-app/score.py", "--port", "5001"]' in dockerfile
+    # azmlinfsrv, started by the runtime's launcher so BUNDLER_* overrides reach it too
+    assert 'CMD ["python", "-m", "bundler_runtime.reference"]' in dockerfile and "WORKER_COUNT" not in dockerfile
     assert "azureml-inference-server-http==" in (example / "imagefiles/runtime/requirements.txt").read_text()
 
 

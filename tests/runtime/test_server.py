@@ -150,3 +150,31 @@ def test_bad_settings_stop_with_a_clear_line(tmp_path, setting):
     done = subprocess.run([sys.executable, "-m", "bundler_runtime"], env=env, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2
     assert f"bad server setting: {name}={value!r}" in done.stderr
+
+
+@pytest.mark.reference
+def test_the_reference_engine_takes_the_same_settings(tmp_path):
+    # engine = "azureml": the image's CMD is this launcher, so `docker run --env BUNDLER_PORT=...`
+    # moves the reference server and the health check together.
+    from servers import free_port, require_reference
+
+    port = free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("BUNDLER_", "AZUREML_", "AML_"))},
+           "PATH": f"{require_reference().parent}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(RUNTIME_DIR),
+           "AML_APP_ROOT": str(SCRIPTS), "AZUREML_ENTRY_SCRIPT": "plain.py", "AZUREML_MODEL_DIR": str(tmp_path),
+           "BUNDLER_PORT": str(port), "BUNDLER_SCORING_TIMEOUT": "1.5", "HOME": str(tmp_path)}
+    process = subprocess.Popen([sys.executable, "-m", "bundler_runtime.reference"], env=env, cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        check = [sys.executable, "-m", "bundler_runtime.healthcheck"]
+        deadline = time.monotonic() + 60
+        while subprocess.run(check, env=env, capture_output=True).returncode != 0:
+            assert process.poll() is None and time.monotonic() < deadline, "the reference server did not come up"
+            time.sleep(0.2)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("POST", "/score", body=b'{"sleep": 5}', headers=JSON)
+        response = conn.getresponse()
+        assert response.status == 500 and json.loads(response.read()) == {"message": "Scoring timeout after 1500 ms"}
+    finally:
+        process.terminate()
+        process.wait(30)

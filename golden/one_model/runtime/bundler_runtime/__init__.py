@@ -7,6 +7,6 @@ azureml-inference-server-http; swagger*_template.json are that server's template
 
 Modules: settings (environment -> Settings), entry (load the user's script), app (the
 contract: Request -> response), asgi (the adapter to gunicorn's worker), swagger, timeout,
-server (gunicorn), healthcheck.
+server (gunicorn), healthcheck, reference (starts azmlinfsrv instead, for engine "azureml").
 It never writes outside /tmp: no pidfile, no control socket, no bytecode.
 """
