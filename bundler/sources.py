@@ -101,7 +101,7 @@ def walk(folder: Path, what: str, fix: str, ignored=None, exclude: frozenset[Pat
         raise SourceError(f"cannot read the folder {exc.filename} ({exc.strerror or exc}); "
                           f"fix its permissions, {fix}")
 
-    for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable):
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable, followlinks=True):
         current = Path(dirpath)
         rel_dir = current.relative_to(folder).as_posix()
         prefix = "" if rel_dir == "." else rel_dir + "/"
@@ -113,7 +113,16 @@ def walk(folder: Path, what: str, fix: str, ignored=None, exclude: frozenset[Pat
             elif (ignored and ignored.match_file(rel)) or (exclude and path.resolve() in exclude):
                 continue  # the output folder itself, too
             elif path.is_symlink():
-                _link_target(path, root, what, fix)  # a linked folder inside the tree is walked where it is
+                # A linked folder ships at the link's path, as a linked file does; not a secret
+                # under another name, and not a folder that holds the link (an endless tree).
+                target = _link_target(path, root, what, fix)
+                if is_secret(target.relative_to(root).as_posix() + "/"):
+                    secrets.append(rel)
+                elif target in _real_folders(folder, current):
+                    raise SourceError(f"{path}: symlink loop (it leads to {target}, which holds the link); "
+                                      f"remove the link, {fix}")
+                else:
+                    kept_dirs.append(name)
             else:
                 kept_dirs.append(name)
         dirnames[:] = kept_dirs
@@ -128,6 +137,15 @@ def walk(folder: Path, what: str, fix: str, ignored=None, exclude: frozenset[Pat
             elif path.is_file():
                 files.append((rel, path))
     return Walk(tuple(sorted(files)), tuple(sorted(secrets)))
+
+
+def _real_folders(folder: Path, current: Path) -> set[Path]:
+    """The real folders from `folder` down to `current` (which the walk may have reached through links)."""
+    chain, here = {Path(os.path.realpath(folder))}, folder
+    for part in current.relative_to(folder).parts:
+        here = here / part
+        chain.add(Path(os.path.realpath(here)))
+    return chain
 
 
 def _link_target(path: Path, root: Path, what: str, fix: str) -> Path:

@@ -169,3 +169,30 @@ def test_a_record_with_a_path_leaving_the_model_folder_is_refused(tmp_path):
     record.write_text(record.read_text().replace('"path": "m.bin"', '"path": "../bundler.toml"'))
     with pytest.raises(RegistryError, match=r"'\.\./bundler\.toml' leaves the model folder.*re-register"):
         registry.resolve(ModelRef("m"))
+
+
+def test_a_linked_folder_ships_at_the_links_path(tmp_path):
+    write(tmp_path / "src" / "vendor" / "mylib" / "__init__.py")
+    os.symlink("vendor/mylib", tmp_path / "src" / "mylib")  # score.py does `import mylib`
+    assert shipped(tmp_path / "src") == ["mylib/__init__.py", "vendor/mylib/__init__.py"]
+
+
+@pytest.mark.parametrize("make_links", [
+    lambda src: os.symlink(".", src / "self"),
+    lambda src: os.symlink("..", src / "sub" / "up"),
+    lambda src: (os.symlink("../b", src / "a" / "x"), os.symlink("../a", src / "b" / "y")),
+], ids=["itself", "its parent", "two links leading to each other"])
+def test_a_linked_folder_that_holds_its_link_is_a_loop(tmp_path, make_links):
+    for folder in ("sub", "a", "b"):
+        write(tmp_path / "src" / folder / "f.py")
+    make_links(tmp_path / "src")
+    with pytest.raises(SourceError, match="symlink loop"):
+        sources.select(tmp_path / "src")
+
+
+def test_a_link_to_a_secret_folder_is_a_secret(tmp_path):
+    write(tmp_path / "src" / ".ssh" / "id_rsa", SECRET)
+    write(tmp_path / "src" / "ok.py")
+    os.symlink(".ssh", tmp_path / "src" / "conf")
+    selection = sources.select(tmp_path / "src")
+    assert [f.path for f in selection.files] == ["ok.py"] and selection.skipped_secrets == (".ssh/", "conf/")
