@@ -178,3 +178,14 @@ def test_the_reference_engine_takes_the_same_settings(tmp_path):
     finally:
         process.terminate()
         process.wait(30)
+
+
+def test_the_reference_launcher_maps_every_setting(monkeypatch):
+    monkeypatch.syspath_prepend(str(RUNTIME_DIR))
+    from bundler_runtime.reference import command
+
+    argv, env = command({"AML_APP_ROOT": "/app", "AZUREML_ENTRY_SCRIPT": "sub/score.py", "BUNDLER_PORT": "9123",
+                         "BUNDLER_WORKERS": "3", "BUNDLER_SCORING_TIMEOUT": "2.5", "PYTHONPATH": "/opt/bundler/runtime"})
+    assert argv == ["azmlinfsrv", "--entry_script", "/app/sub/score.py", "--port", "9123"]
+    assert (env["WORKER_COUNT"], env["SCORING_TIMEOUT_MS"]) == ("3", "2500")
+    assert env["PYTHONPATH"] == os.pathsep.join(["/app/sub", "/opt/bundler/runtime"])  # helpers beside the script

@@ -1,6 +1,7 @@
 """Load the user's entry script and describe how run() wants its input.
 
-Same rules as the reference server: the script's folder and the app root are importable;
+The script's folder and the app root are importable (the reference server adds only the
+app root; reference.py adds the script's folder for it too);
 run() gets the body as a str, or, when decorated with inference_schema's @input_schema,
 the JSON body's fields as named arguments; a `request_headers` parameter receives the
 request's headers. @rawhttp scripts need the reference server (engine "azureml").
