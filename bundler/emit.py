@@ -117,20 +117,20 @@ def _remove_leftovers(dest: Path) -> None:
 
 
 def _remove_tree(path: Path) -> None:
-    """rmtree that also clears a tree the user made read-only (chmod -R a-w): it is theirs to delete."""
-    def make_writable_and_retry(function, failed, _):
-        parent = os.path.dirname(failed)
-        os.chmod(parent, os.stat(parent).st_mode | 0o700)
-        if function is not os.rmdir and os.path.isdir(failed) and not os.path.islink(failed):
-            os.chmod(failed, os.stat(failed).st_mode | 0o700)
-        function(failed)
-
-    os.chmod(path, os.stat(path).st_mode | 0o700)
-    shutil.rmtree(path, onerror=make_writable_and_retry)
+    """rmtree that also clears a tree the user made read-only (chmod -R a-w, or 000): it is
+    theirs to delete, so each folder is made writable and listable first (an owner may)."""
+    os.chmod(path, os.lstat(path).st_mode | 0o700)
+    for folder, subfolders, _ in os.walk(path):  # top-down: each folder is opened after its chmod
+        for name in subfolders:
+            sub = os.path.join(folder, name)
+            if not os.path.islink(sub):
+                os.chmod(sub, os.lstat(sub).st_mode | 0o700)
+    shutil.rmtree(path)
 
 
 def _discard_old_bundle(old: Path, dest: Path) -> None:
-    """The new bundle is in place; its predecessor goes. Failing that is no reason to say the save failed."""
+    """The new bundle is in place; its predecessor goes. If it cannot, say exactly that (not
+    "nothing was changed"), naming both."""
     try:
         _remove_tree(old)
     except OSError as exc:

@@ -32,10 +32,11 @@ DEFAULT_IGNORES = (
 # .git/ is here because its config can hold credentials in remote URLs. `credentials` is the
 # AWS credentials file; `!credentials/` keeps a code package of that name (credentials.py ships too).
 SECRET_IGNORES = (
+    "credentials", "!credentials/",  # first: the last matching rule wins, so nothing below is undone
     ".git/",
     ".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "id_rsa*", "id_dsa*", "id_ecdsa*",
     "id_ed25519*", ".ssh/", ".aws/", ".azure/", ".netrc", ".pypirc", ".npmrc", ".git-credentials",
-    "**/.docker/config.json", "credentials.json", "credentials", "!credentials/", "*.kdbx",
+    "**/.docker/config.json", "credentials.json", "*.kdbx",
 )
 
 
@@ -105,6 +106,9 @@ def walk(folder: Path, what: str, fix: str, ignored=None, exclude: frozenset[Pat
         current = Path(dirpath)
         rel_dir = current.relative_to(folder).as_posix()
         prefix = "" if rel_dir == "." else rel_dir + "/"
+        # Reached through a linked folder? Then names are judged where they really are, too.
+        real_prefix = Path(os.path.realpath(current)).relative_to(root).as_posix() + "/"
+        real_prefix = "" if real_prefix == "./" else real_prefix
         kept_dirs = []
         for name in sorted(dirnames):
             path, rel = current / name, prefix + name + "/"
@@ -128,7 +132,7 @@ def walk(folder: Path, what: str, fix: str, ignored=None, exclude: frozenset[Pat
         dirnames[:] = kept_dirs
         for name in sorted(filenames):
             path, rel = current / name, prefix + name
-            if is_secret(rel):
+            if is_secret(rel) or (real_prefix != prefix and is_secret(real_prefix + name)):
                 secrets.append(rel)
             elif ignored and ignored.match_file(rel):
                 continue

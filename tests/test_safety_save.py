@@ -169,6 +169,9 @@ from bundler.emit import _remove_tree
 tree = Path(sys.argv[2]) / "old"
 (tree / "sub").mkdir(parents=True)
 (tree / "sub" / "f").write_text("x")
+(tree / "sub" / "closed").mkdir()
+(tree / "sub" / "closed" / "g").write_text("y")
+os.chmod(tree / "sub" / "closed", 0o000)  # not even listable
 for folder in (tree / "sub", tree):
     os.chmod(folder, 0o555)  # chmod -R a-w
 _remove_tree(tree)

@@ -51,7 +51,7 @@ def test_a_link_to_a_secret_is_skipped_and_named(cli, tmp_path):
 
 @pytest.mark.parametrize("rel", ["keys/SERVER.PEM", "tls.KEY", ".ENV", "sub/.docker/config.json", "credentials",
                                  "home/.AWS/credentials", "pkg/credentials", "credentials/credentials",
-                                 "credentials/server.pem"])  # a folder named credentials still holds secrets
+                                 "credentials/server.pem", "credentials/.git/config"])  # such a folder still holds secrets
 def test_secret_names_in_any_case_and_at_any_depth_are_skipped(tmp_path, rel):
     write(tmp_path / "src" / rel, SECRET)
     write(tmp_path / "src" / "ok.py")
@@ -196,3 +196,12 @@ def test_a_link_to_a_secret_folder_is_a_secret(tmp_path):
     os.symlink(".ssh", tmp_path / "src" / "conf")
     selection = sources.select(tmp_path / "src")
     assert [f.path for f in selection.files] == ["ok.py"] and selection.skipped_secrets == (".ssh/", "conf/")
+
+
+def test_a_file_reached_through_a_linked_folder_is_judged_where_it_really_is(tmp_path):
+    write(tmp_path / "src" / ".docker" / "config.json", SECRET)  # registry credentials
+    write(tmp_path / "src" / "ok.py")
+    os.symlink(".docker", tmp_path / "src" / "dockercfg")
+    selection = sources.select(tmp_path / "src")
+    assert [f.path for f in selection.files] == ["ok.py"]
+    assert selection.skipped_secrets == (".docker/config.json", "dockercfg/config.json")
