@@ -20,6 +20,7 @@ from bundler.errors import BundlerError
 class ServeCommand:
     argv: tuple[str, ...]
     env: dict
+    notes: tuple[str, ...] = ()  # for the user, before the server starts
 
 
 def command(bundle: Path, port: int | None = None, workers: int | None = None, base_env=None,
@@ -53,9 +54,11 @@ def command(bundle: Path, port: int | None = None, workers: int | None = None, b
         PYTHONPATH=os.pathsep.join(filter(None, [str(bundle / "runtime"), env.get("PYTHONPATH")])),
         PYTHONDONTWRITEBYTECODE="1",
     )
-    module = "bundler_runtime.reference" if inputs.get("engine") == "azureml" else "bundler_runtime"
-    argv = (sys.executable, "-m", module)
-    return ServeCommand(argv, env)
+    if inputs.get("engine") == "azureml":
+        # azmlinfsrv has no setting for its address: it always listens on every interface.
+        notes = (f"note: engine azureml: the reference server listens on every interface (0.0.0.0), not {host}",)
+        return ServeCommand((sys.executable, "-m", "bundler_runtime.reference"), env, notes)
+    return ServeCommand((sys.executable, "-m", "bundler_runtime"), env)
 
 
 def same_version(pin: str, have: str) -> bool:
@@ -105,4 +108,6 @@ def serve(bundle: Path, port: int | None, workers: int | None, host: str = "127.
             f"the bundle's requirements are not installed here: {', '.join(missing)}; install them with: "
             f"pip install -r {bundle / 'runtime' / 'requirements.txt'} -r {bundle / 'environment' / 'requirements.txt'}"
         )
+    for note in cmd.notes:
+        print(note, file=sys.stderr, flush=True)
     os.execvpe(cmd.argv[0], list(cmd.argv), cmd.env)

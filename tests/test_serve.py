@@ -57,6 +57,15 @@ def test_a_manifest_with_malformed_inputs_is_one_line(bundle, inputs):
         command(out)
 
 
+def test_the_reference_engine_is_started_by_the_launcher_and_its_address_is_said(bundle, tmp_path):
+    (tmp_path / "bundler.toml").write_text('[server]\nengine = "azureml"\n')
+    out = bundle("alpha:1")
+    cmd = command(out, base_env={})
+    assert cmd.argv == (sys.executable, "-m", "bundler_runtime.reference")
+    assert cmd.notes == ("note: engine azureml: the reference server listens on every interface (0.0.0.0), "
+                         "not 127.0.0.1",)
+
+
 def test_several_models_share_the_models_folder(bundle, cli):
     cli("register", "b.bin", "--name", "beta")
     out = bundle("alpha:1", "beta:1")

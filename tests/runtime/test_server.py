@@ -188,4 +188,4 @@ def test_the_reference_launcher_maps_every_setting(monkeypatch):
                          "BUNDLER_WORKERS": "3", "BUNDLER_SCORING_TIMEOUT": "2.5", "PYTHONPATH": "/opt/bundler/runtime"})
     assert argv == ["azmlinfsrv", "--entry_script", "/app/sub/score.py", "--port", "9123"]
     assert (env["WORKER_COUNT"], env["SCORING_TIMEOUT_MS"]) == ("3", "2500")
-    assert env["PYTHONPATH"] == os.pathsep.join(["/app/sub", "/opt/bundler/runtime"])  # helpers beside the script
+    assert env["PYTHONPATH"] == "/opt/bundler/runtime"  # nothing put ahead of the standard library

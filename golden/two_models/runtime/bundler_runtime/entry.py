@@ -1,7 +1,8 @@
 """Load the user's entry script and describe how run() wants its input.
 
-The script's folder and the app root are importable (the reference server adds only the
-app root; reference.py adds the script's folder for it too);
+The app root and the script's folder are importable, appended to the path so they never
+shadow a standard module (the reference server adds only the app root, so under engine
+"azureml" a helper beside an entry script in a subfolder does not import);
 run() gets the body as a str, or, when decorated with inference_schema's @input_schema,
 the JSON body's fields as named arguments; a `request_headers` parameter receives the
 request's headers. @rawhttp scripts need the reference server (engine "azureml").

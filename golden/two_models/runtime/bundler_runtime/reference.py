@@ -15,12 +15,7 @@ from bundler_runtime import settings as settings_module
 
 def command(env) -> tuple[list[str], dict]:
     settings = settings_module.from_environment(env)
-    # Helper modules next to an entry script in a subfolder import as on bundler's engine;
-    # azmlinfsrv by itself puts only the app root on the path.
-    script_folder = os.path.dirname(os.path.abspath(settings.entry_script_path))
-    python_path = os.pathsep.join(filter(None, [script_folder, env.get("PYTHONPATH")]))
-    reference_env = dict(env, WORKER_COUNT=str(settings.workers), SCORING_TIMEOUT_MS=str(settings.scoring_timeout_ms),
-                         PYTHONPATH=python_path)
+    reference_env = dict(env, WORKER_COUNT=str(settings.workers), SCORING_TIMEOUT_MS=str(settings.scoring_timeout_ms))
     argv = ["azmlinfsrv", "--entry_script", settings.entry_script_path, "--port", str(settings.port)]
     return argv, reference_env
 
