@@ -24,7 +24,7 @@ _COMMENT = re.compile(r"(^|\s+)#.*$")
 _HASH_OPTION = re.compile(r"(^|\s)--(hash|require-hashes)\b")
 _NAME = re.compile(r"([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(?:\[[^\]]*\])?\s*(.*)", re.S)
 _EXACT = re.compile(r"===?\s*([^\s,;*]+)\s*$")
-_USERINFO = re.compile(r"://([^/@\s]+)@")
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/@\s]+)@")
 _ENV_REFERENCE = re.compile(r"\$\{[A-Za-z0-9_]+\}")
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _INCLUDE_OPTIONS = {"-r", "--requirement", "-c", "--constraint"}
@@ -175,10 +175,13 @@ def _is_local(value: str) -> bool:
 
 
 def _literal_credentials(line: str) -> str | None:
-    """The masked user info of the first URL holding credentials not written as ${VAR}, if any."""
+    """The masked user info of the first URL holding credentials not written as ${VAR}, if any.
+    A user name alone is one only over HTTP(S), where it is how tokens travel; `ssh://git@` is not."""
     for match in _USERINFO.finditer(line):
-        userinfo = match.group(1)
+        scheme, userinfo = match.group(1).lower(), match.group(2)
         user, colon, password = userinfo.partition(":")
+        if not colon and not scheme.endswith(("http", "https")):
+            continue
         secret = password if colon else user
         if _ENV_REFERENCE.sub("", secret):
             return f"{user}:****" if colon else "****"

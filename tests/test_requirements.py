@@ -84,6 +84,12 @@ def test_credentials_in_a_comment_are_refused_too(text, line):
     assert "hunter2" not in problem[1]
 
 
+@pytest.mark.parametrize("text", ["pkg @ git+ssh://git@github.com/o/r.git\n", "-e git+ssh://git@github.com/o/r.git#egg=r\n",
+                                  "numpy==2.4.6\n# was: git+ssh://git@github.com/o/r.git\n"])
+def test_an_ssh_user_name_is_not_a_credential(text):
+    assert parse(text).problems == ()
+
+
 def test_credentials_from_environment_variables_are_fine():
     parsed = parse("--extra-index-url https://${PIP_USER}:${PIP_TOKEN}@pypi.example/simple\nsix==1.17.0\n")
     assert parsed.problems == ()
