@@ -255,8 +255,9 @@ def _image_env(engine, models, entry_rel, server) -> tuple[tuple[str, str], ...]
         ("BUNDLER_PORT", str(server["port"])),
         ("BUNDLER_WORKERS", str(server["workers"])),
         ("BUNDLER_SCORING_TIMEOUT", str(server["scoring_timeout"])),
-        ("BUNDLER_MAX_REQUEST_BYTES", str(server["max_request_bytes"])),
     ]
+    if engine == "bundler":  # the reference server has no request body limit to set
+        env.append(("BUNDLER_MAX_REQUEST_BYTES", str(server["max_request_bytes"])))
     return tuple(env)
 
 

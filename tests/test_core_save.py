@@ -157,6 +157,9 @@ def test_azureml_raw_http_script_selects_the_reference_engine(example, cli):
     dockerfile = (example / "imagefiles" / "Dockerfile").read_text()
     # azmlinfsrv, started by the runtime's launcher so BUNDLER_* overrides reach it too
     assert 'CMD ["python", "-m", "bundler_runtime.reference"]' in dockerfile and "WORKER_COUNT" not in dockerfile
+    # The reference server has no body limit: the image neither sets nor offers one.
+    assert "BUNDLER_MAX_REQUEST_BYTES" not in dockerfile
+    assert "BUNDLER_MAX_REQUEST_BYTES" not in (example / "imagefiles" / "README.md").read_text()
     assert "azureml-inference-server-http==" in (example / "imagefiles/runtime/requirements.txt").read_text()
 
 
