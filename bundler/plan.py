@@ -140,11 +140,15 @@ def make(
     for rel, path in runtime_files:
         files.append(FileEntry(f"runtime/{rel}", FILE_MODE, source=path))
     files.append(FileEntry("runtime/requirements.txt", FILE_MODE, data=runtime_requirements_for(engine, runtime_requirements)))
+    environment_file = "environment/requirements.txt"
     if environment is not None:
-        # The user's file is always environment/requirements.txt; the files it includes keep
-        # their paths relative to it, so its -r / -c lines resolve in the image as they do here.
-        (_, top), *included = environment.files
-        files.append(FileEntry("environment/requirements.txt", FILE_MODE, source=top))
+        # The user's file becomes environment/requirements.txt, unless it includes a file of
+        # that name (prod.txt: -r requirements.txt); then it keeps its own. The files it
+        # includes keep their paths relative to it, so its -r / -c lines resolve in the image.
+        (top_name, top), *included = environment.files
+        if any(rel == "requirements.txt" for rel, _ in included):
+            environment_file = f"environment/{top_name}"
+        files.append(FileEntry(environment_file, FILE_MODE, source=top))
         files.extend(FileEntry(f"environment/{rel}", FILE_MODE, source=path) for rel, path in included)
     else:
         files.append(FileEntry("environment/requirements.txt", FILE_MODE,
@@ -168,7 +172,7 @@ def make(
         models=model_specs,
         entry_script=entry_rel,
         port=config.server.port,
-        environment_file="environment/requirements.txt",
+        environment_file=environment_file,
         env=_image_env(engine, model_specs, entry_rel, server),
         labels=_labels(model_specs),
         command=_command(engine),

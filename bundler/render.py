@@ -148,6 +148,7 @@ def bundle_manifest(plan: Plan, digests: dict[str, tuple[int, int, str]]) -> byt
                 for m in spec.models
             ],
             "entry_script": spec.entry_script,
+            "requirements_file": spec.environment_file,
             "engine": spec.engine,
             "base_image": spec.base_image,
             "server": plan.server,

@@ -75,6 +75,13 @@ def same_version(pin: str, have: str) -> bool:
     return release(pin) == release(have)
 
 
+def requirements_file(bundle: Path) -> str:
+    """The user's requirements file in the bundle (bundles before bundle.json named it: the default)."""
+    named = verify.read_manifest(bundle).get("inputs", {}).get("requirements_file")
+    safe = isinstance(named, str) and named.startswith("environment/") and ".." not in named.split("/")
+    return named if safe else "environment/requirements.txt"
+
+
 def missing_requirements(bundle: Path) -> list[str]:
     """Requirements of the bundle not satisfied here: 'name' (absent) or 'name==want (have x)'."""
     from importlib import metadata
@@ -82,7 +89,7 @@ def missing_requirements(bundle: Path) -> list[str]:
     from bundler.requirements import collect
 
     problems = []
-    for path in (bundle / "runtime" / "requirements.txt", bundle / "environment" / "requirements.txt"):
+    for path in (bundle / "runtime" / "requirements.txt", bundle / requirements_file(bundle)):
         if not path.is_file():
             continue
         for requirement in collect(path, strict=False).requirements:
@@ -106,7 +113,7 @@ def serve(bundle: Path, port: int | None, workers: int | None, host: str = "127.
     if missing:
         raise BundlerError(
             f"the bundle's requirements are not installed here: {', '.join(missing)}; install them with: "
-            f"pip install -r {bundle / 'runtime' / 'requirements.txt'} -r {bundle / 'environment' / 'requirements.txt'}"
+            f"pip install -r {bundle / 'runtime' / 'requirements.txt'} -r {bundle / requirements_file(bundle)}"
         )
     for note in cmd.notes:
         print(note, file=sys.stderr, flush=True)

@@ -201,3 +201,24 @@ def test_an_included_files_hashes_count(tmp_path):
     (tmp_path / "requirements.txt").write_text("-r base.txt\n")
     (tmp_path / "base.txt").write_text("six==1.17.0 --hash=sha256:abc\n")
     assert collect(tmp_path / "requirements.txt").hashed
+
+
+def test_a_top_file_that_includes_a_requirements_txt_keeps_its_own_name(tmp_path, cli, monkeypatch):
+    # requirements/prod.txt: -r requirements.txt is a common layout; both ship, neither renamed over the other.
+    from bundler.serve import missing_requirements
+
+    (tmp_path / "env").mkdir()
+    (tmp_path / "env" / "prod.txt").write_text("-r requirements.txt\nsurely-not-installed-pkg==1.0\n")
+    (tmp_path / "env" / "requirements.txt").write_text("six==1.17.0\n")
+    (tmp_path / "score.py").write_text("def init():\n    pass\ndef run(raw):\n    return raw\n")
+    (tmp_path / "m.bin").write_bytes(b"m")
+    monkeypatch.chdir(tmp_path)
+    cli("register", "m.bin", "--name", "m")
+    result = cli("save", "out", "--model", "m", "--entry-script", "score.py", "--requirements", "env/prod.txt")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    assert (out / "environment/prod.txt").read_text() == (tmp_path / "env/prod.txt").read_text()
+    assert (out / "environment/requirements.txt").read_text() == "six==1.17.0\n"
+    assert "--requirement /tmp/bundler/environment/prod.txt" in (out / "Dockerfile").read_text()
+    assert json.loads((out / "bundle.json").read_text())["inputs"]["requirements_file"] == "environment/prod.txt"
+    assert "surely-not-installed-pkg" in missing_requirements(out)  # serve reads the file the image installs
