@@ -96,7 +96,9 @@ def _comments(text: str):
 
 def parse(text: str) -> Parsed:
     requirements, includes, problems, find_links = [], [], [], []
+    hashed = False
     for number, line in logical_lines(text):
+        hashed = hashed or bool(_HASH_OPTION.search(line))
         secret = _literal_credentials(line)
         if secret:
             problems.append((number, f"a URL holds credentials ({secret}); a bundle never carries them: "
@@ -115,7 +117,6 @@ def parse(text: str) -> Parsed:
         if secret:  # the file ships verbatim, comments too
             problems.append((number, f"a comment holds a URL with credentials ({secret}); the file is copied "
                                      "into the bundle as it is: remove them from the comment"))
-    hashed = any(_HASH_OPTION.search(line) for _, line in logical_lines(text))
     return Parsed(tuple(requirements), tuple(includes), tuple(sorted(problems)), tuple(find_links), hashed)
 
 
