@@ -196,16 +196,17 @@ def _build(data: dict, text: str, path: Path, base: Path, flags: Flags, cwd: Pat
     server_data = data.get("server", {})
     registry_data = data.get("registry", {})
 
-    def file_value(flag: str | None, table: dict, table_name: str, key: str) -> tuple[Path | None, str]:
+    def file_value(flag: str | None, flag_name: str, table: dict, table_name: str, key: str) -> tuple[Path | None, str]:
         if flag is not None:
-            return Path(cwd, flag), "--source-dir" if key == "source_directory" else f"--{key.replace('_', '-')}"
+            return Path(cwd, flag), flag_name
         if key in table:
             return Path(base, table[key]), _where(path, text, table_name, key)
         return None, ""
 
     models = _models(flags, data, path, text)
 
-    source_dir, source_where = file_value(flags.source_directory, inference, "inference", "source_directory")
+    source_dir, source_where = file_value(flags.source_directory, "--source-dir", inference, "inference",
+                                          "source_directory")
     if source_dir is not None and not source_dir.is_dir():
         raise ConfigError(f"{source_where}: source directory {source_dir} not found or not a directory")
 
@@ -228,8 +229,8 @@ def _build(data: dict, text: str, path: Path, base: Path, flags: Flags, cwd: Pat
     if source_dir is not None and not entry.resolve().is_relative_to(source_dir.resolve()):
         raise ConfigError(f"{entry_where}: entry script {entry} must be inside the source directory {source_dir}")
 
-    requirements, req_where = file_value(flags.requirements, environment, "environment", "requirements")
-    conda_file, conda_where = file_value(flags.conda_file, environment, "environment", "conda_file")
+    requirements, req_where = file_value(flags.requirements, "--requirements", environment, "environment", "requirements")
+    conda_file, conda_where = file_value(flags.conda_file, "--conda-file", environment, "environment", "conda_file")
     if requirements is not None and conda_file is not None:
         raise ConfigError(f"{conda_where}: give either requirements or conda_file, not both")
     for value, where, what in ((requirements, req_where, "requirements file"), (conda_file, conda_where, "conda file")):
