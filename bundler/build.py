@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from bundler import verify
+from bundler import layout
 from bundler.errors import BundlerError
 from bundler.plan import image_name
 
@@ -31,15 +31,14 @@ def find_engine() -> str:
 
 
 def default_tag(bundle: Path) -> str:
-    models = verify.read_manifest(bundle).get("inputs", {}).get("models")
-    if not (isinstance(models, list) and models and isinstance(models[0], dict) and models[0].get("name")):
-        raise BundlerError(f"{bundle / 'bundle.json'} names no model; pass --tag NAME")
-    return image_name(str(models[0]["name"]))
+    models = layout.read_manifest(bundle).models
+    if not models:
+        raise BundlerError(f"{bundle / layout.MANIFEST} names no model; pass --tag NAME")
+    return image_name(models[0].name)
 
 
 def build(bundle: Path, tag: str | None = None) -> str:
-    if not verify.is_bundle(bundle):
-        raise BundlerError(f"{bundle} is not a bundle (no bundle.json); make one with: bundler save {bundle}")
+    layout.require_bundle(bundle)
     tag = tag or default_tag(bundle)
     engine = find_engine()
     # Output is inherited, so the builder's progress streams as it happens.

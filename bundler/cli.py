@@ -180,19 +180,18 @@ def save(outdir, models_, entry_script, source_dir, requirements, base_image, co
 
     flags = _flags(models_, entry_script, source_dir, requirements, base_image, config_path, vendor)
     result = save_bundle(flags, home or default_home(), Path.cwd(), outdir, force=force)
-    spec = result.plan.spec
-    click.echo(f"models: {', '.join(spec.model_refs)}")
-    click.echo(f"engine: {spec.engine} ({spec.engine_reason})")
-    for skipped in result.plan.skipped_secrets:
+    image, plan = result.plan.image, result.plan
+    click.echo(f"models: {', '.join(image.model_refs)}")
+    click.echo(f"engine: {image.engine} ({image.engine_reason})")
+    for skipped in plan.skipped_secrets:
         click.echo(f"skipped: {skipped} (looks like a secret; not copied into the bundle)")
-    if result.plan.unpinned:
-        click.echo(f"note: not pinned to one version: {', '.join(result.plan.unpinned)}; each docker build may "
+    if plan.unpinned:
+        click.echo(f"note: not pinned to one version: {', '.join(plan.unpinned)}; each docker build may "
                    "install different versions (pin them with ==, or save with --vendor)")
-    if spec.vendored:
-        click.echo(f"vendored: {sum(1 for f in result.plan.files if f.path.startswith('environment/wheels/'))} wheels "
-                   "(docker build needs no network but the base image)")
+    if image.environment.vendored:
+        click.echo(f"vendored: {result.prepared.wheel_count} wheels (docker build needs no network but the base image)")
     click.echo(f"wrote {result.file_count} files to {result.path}")
-    click.echo(f"next: docker build --tag {spec.default_tag} {_shown(result.path)}")
+    click.echo(f"next: docker build --tag {image.default_tag} {_shown(result.path)}")
 
 
 @main.command()
@@ -202,8 +201,6 @@ def verify(bundle: Path) -> None:
     from bundler import verify as verify_module
     from bundler.errors import BundlerError
 
-    if not verify_module.is_bundle(bundle):
-        raise BundlerError(f"{bundle} is not a bundle (no bundle.json); make one with: bundler save {bundle}")
     report = verify_module.check(bundle)
     for label, paths in (("modified", report.modified), ("missing", report.missing), ("extra", report.extra)):
         for path in paths:
@@ -219,19 +216,11 @@ def verify(bundle: Path) -> None:
 @input_options
 def diff(bundle, models_, entry_script, source_dir, requirements, base_image, config_path, vendor, home) -> None:
     """Show what `save` with the current inputs would change in BUNDLE (writes nothing)."""
-    import tempfile
-
     from bundler import diff as diff_module
-    from bundler.emit import check_destination
     from bundler.registry import default_home
-    from bundler.save import build_plan, bundle_entries
 
     flags = _flags(models_, entry_script, source_dir, requirements, base_image, config_path, vendor)
-    target = Path.cwd() / bundle
-    check_destination(target, force=True)  # what save would refuse outright is no diff
-    with tempfile.TemporaryDirectory(prefix="bundler-wheels-") as scratch:
-        plan, template = build_plan(flags, home or default_home(), Path.cwd(), target, Path(scratch) / "wheels")
-        lines = diff_module.changes(target, diff_module.would_write(bundle_entries(plan, template), plan))
+    lines = diff_module.run(flags, home or default_home(), Path.cwd(), bundle)
     for line in lines:
         click.echo(line)
     if lines:

@@ -11,30 +11,45 @@ import difflib
 import hashlib
 from pathlib import Path
 
-from bundler import render, verify
+from bundler import layout, render, verify
 from bundler.digest import sha256_file
-from bundler.plan import FileEntry
+from bundler.plan import FileEntry, Generated
 
 TEXT_LIMIT = 1 << 20  # larger files are compared by digest only
 
 
+def run(flags, home: Path, cwd: Path, bundle: Path) -> list[str]:
+    """What `save` with these inputs would change in bundle, as lines to print."""
+    import tempfile
+
+    from bundler.emit import check_destination
+    from bundler.save import prepare
+
+    target = Path(cwd, bundle)
+    check_destination(target, force=True)  # what save would refuse outright is no diff
+    with tempfile.TemporaryDirectory(prefix="bundler-diff-") as scratch:
+        prepared = prepare(flags, home, cwd, target, Path(scratch))
+        return changes(target, would_write(prepared.entries, prepared.plan))
+
+
 def would_write(entries: tuple[FileEntry, ...], plan) -> dict[str, FileEntry]:
     """Every file save would write, the manifest included."""
-    digests = {}
+    records = {}
     for entry in entries:
-        if entry.data is not None:
-            digests[entry.path] = (entry.mode, len(entry.data), hashlib.sha256(entry.data).hexdigest())
+        if isinstance(entry.content, Generated):
+            data = entry.content.data
+            records[entry.path] = layout.FileRecord(entry.mode, len(data), hashlib.sha256(data).hexdigest())
         else:
-            sha, size = sha256_file(entry.source)
-            digests[entry.path] = (entry.mode, size, sha)
+            sha, size = sha256_file(entry.content.path)
+            records[entry.path] = layout.FileRecord(entry.mode, size, sha)
     files = {entry.path: entry for entry in entries}
-    files[verify.MANIFEST] = FileEntry(verify.MANIFEST, 0o644, data=render.bundle_manifest(plan, digests))
+    files[layout.MANIFEST] = FileEntry(layout.MANIFEST, layout.FILE_MODE, Generated(render.manifest(plan, records)))
     return files
 
 
 def changes(bundle: Path, new: dict[str, FileEntry]) -> list[str]:
     """Lines to print: unified diffs and one-line notes, sorted by path."""
-    present = set(verify.listed_files(bundle)) | ({verify.MANIFEST} if verify.is_bundle(bundle) else set())
+    present = set(verify.listed_files(bundle)) | ({layout.MANIFEST} if layout.is_bundle(bundle) else set())
     out: list[str] = []
     for path in sorted(present | set(new)):
         if path not in new:
@@ -50,7 +65,7 @@ def changes(bundle: Path, new: dict[str, FileEntry]) -> list[str]:
             out.append(f"not a regular file: {path} (save would write a file)")
             continue
         if new_bytes is None or old_path.stat().st_size > TEXT_LIMIT:
-            new_sha = sha256_file(entry.source)[0] if new_bytes is None else hashlib.sha256(new_bytes).hexdigest()
+            new_sha = sha256_file(entry.content.path)[0] if new_bytes is None else hashlib.sha256(new_bytes).hexdigest()
             if sha256_file(old_path)[0] != new_sha:
                 out.append(f"large file differs: {path}")
             continue
@@ -71,8 +86,8 @@ def changes(bundle: Path, new: dict[str, FileEntry]) -> list[str]:
 
 
 def _bytes(entry: FileEntry) -> bytes | None:
-    if entry.data is not None:
-        return entry.data
-    if entry.source.stat().st_size > TEXT_LIMIT:
+    if isinstance(entry.content, Generated):
+        return entry.content.data
+    if entry.content.path.stat().st_size > TEXT_LIMIT:
         return None
-    return entry.source.read_bytes()
+    return entry.content.path.read_bytes()

@@ -18,12 +18,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from bundler import verify
-from bundler.digest import CHUNK_SIZE
+from bundler import layout, verify
+from bundler.digest import copy_hashing
 from bundler.errors import OutputError, RegistryError
-from bundler.plan import FileEntry
+from bundler.layout import FileRecord
+from bundler.plan import FileEntry, Generated, RegistryBlob
 
-DIR_MODE = 0o755
 TMP_PREFIX = ".bundler-tmp-"
 
 
@@ -33,7 +33,7 @@ def check_destination(dest: Path, force: bool) -> None:
         raise OutputError(f"{dest} exists and is not a folder; choose another output path")
     if not dest.exists() or not any(dest.iterdir()):
         return
-    if not verify.is_bundle(dest):
+    if not layout.is_bundle(dest):
         raise OutputError(
             f"{dest} is a non-empty folder that is not a bundle (no bundle.json); "
             "bundler will not replace it: choose an empty or new output folder"
@@ -47,17 +47,17 @@ def check_destination(dest: Path, force: bool) -> None:
 
 
 def write(dest: Path, entries: tuple[FileEntry, ...], manifest, force: bool = False) -> Path:
-    """Write entries plus the manifest (manifest(digests) -> bytes) to dest, atomically."""
+    """Write entries plus the manifest (manifest(records) -> bytes) to dest, atomically."""
     dest = Path(os.path.abspath(dest))
     check_destination(dest, force)
     dest.parent.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(dest)
     staging = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{dest.name}-", dir=dest.parent))
     try:
-        digests = {entry.path: _write_entry(staging, entry) for entry in entries}
-        _write_file(staging / verify.MANIFEST, manifest(digests), 0o644)
+        records = {entry.path: _write_entry(staging, entry) for entry in entries}
+        _write_file(staging / layout.MANIFEST, manifest(records), layout.FILE_MODE)
         for folder, _, _ in os.walk(staging):
-            os.chmod(folder, DIR_MODE)
+            os.chmod(folder, layout.DIR_MODE)
         _swap_into_place(staging, dest)
     except OSError as exc:
         raise OutputError(f"cannot write the bundle to {dest}: {exc.strerror or exc}; nothing was changed") from exc
@@ -67,37 +67,33 @@ def write(dest: Path, entries: tuple[FileEntry, ...], manifest, force: bool = Fa
     return dest
 
 
-def _write_entry(root: Path, entry: FileEntry) -> tuple[int, int, str]:
+def _write_entry(root: Path, entry: FileEntry) -> FileRecord:
     target = root / entry.path
     target.parent.mkdir(parents=True, exist_ok=True)
-    if entry.data is not None:
-        _write_file(target, entry.data, entry.mode)
-        return entry.mode, len(entry.data), hashlib.sha256(entry.data).hexdigest()
-    digest = hashlib.sha256()
-    size = 0
+    content = entry.content
+    if isinstance(content, Generated):
+        _write_file(target, content.data, entry.mode)
+        return FileRecord(entry.mode, len(content.data), hashlib.sha256(content.data).hexdigest())
     with _open_source(entry) as src, open(target, "wb") as out:
-        while chunk := src.read(CHUNK_SIZE):
-            digest.update(chunk)
-            out.write(chunk)
-            size += len(chunk)
+        sha, size = copy_hashing(src, out)
     os.chmod(target, entry.mode)
-    sha = digest.hexdigest()
-    if entry.sha256 is not None and sha != entry.sha256:
+    if isinstance(content, RegistryBlob) and sha != content.sha256:
         raise RegistryError(
-            f"registry file {entry.source} for {entry.path} is corrupt (sha256 {sha[:12]}..., "
-            f"expected {entry.sha256[:12]}...); register the model again"
+            f"registry file {content.path} for {entry.path} is corrupt (sha256 {sha[:12]}..., "
+            f"expected {content.sha256[:12]}...); register the model again"
         )
-    return entry.mode, size, sha
+    return FileRecord(entry.mode, size, sha)
 
 
 def _open_source(entry: FileEntry):
+    content = entry.content
     try:
-        return open(entry.source, "rb")
+        return open(content.path, "rb")
     except OSError as exc:
-        if entry.sha256 is not None:  # a registry blob
-            raise RegistryError(f"registry file {entry.source} for {entry.path} cannot be read ({exc.strerror}); "
+        if isinstance(content, RegistryBlob):
+            raise RegistryError(f"registry file {content.path} for {entry.path} cannot be read ({exc.strerror}); "
                                 "register the model again") from None
-        raise OutputError(f"cannot read {entry.source} ({exc.strerror}); make it readable or leave it out "
+        raise OutputError(f"cannot read {content.path} ({exc.strerror}); make it readable or leave it out "
                           "of the bundle (.bundlerignore)") from None
 
 

@@ -16,7 +16,6 @@ This module never prints; it raises BundlerError subclasses.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -24,11 +23,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bundler.digest import sha256_file
+from bundler.digest import copy_hashing, sha256_file
 from bundler.errors import InputError, ModelNotFound, RegistryError
 from bundler.sources import walk
 
-CHUNK_SIZE = 1 << 20
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 REF_PATTERN = re.compile(r"(?P<name>[^:]+)(?::(?P<version>[^:]*))?")
 
@@ -163,18 +161,12 @@ class Registry:
         return ModelVersion(name, version, stored, description, tuple(sorted((tags or {}).items())), skipped)
 
     def _store_blob(self, path: Path, tmp: Path) -> tuple[str, int]:
-        digest = hashlib.sha256()
-        size = 0
         fd, staged = tempfile.mkstemp(dir=tmp, prefix="blob-")
         try:
             with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
-                while chunk := src.read(CHUNK_SIZE):
-                    digest.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
+                sha, size = copy_hashing(src, out)
                 out.flush()
                 os.fsync(out.fileno())
-            sha = digest.hexdigest()
             final = self.blob_path(sha)
             if final.exists() and _holds(final, sha, size):
                 return sha, size

@@ -1,11 +1,12 @@
 """Render the generated files of a bundle from the plan. PURE.
 
-Templates live in templates/ (shipped inside the wheel as bundler/templates). They get
-ONE object, `plan` (an ImageSpec), and compute nothing: facts come from plan.py.
-Every value that enters the Dockerfile passes one of two filters, `word` (a bare token
-that must match a strict pattern) or `quoted` (a double-quoted, escaped string), so no
-input can inject an instruction. Templates render in Jinja2's sandbox with StrictUndefined,
-because a user's Dockerfile template is code we run.
+Templates live in templates/ (shipped inside the wheel as bundler/templates). They get ONE
+object, `image` (the plan's ImageSpec; `plan` is the same object under the name templates
+written for bundler 0.1 use), and compute nothing: facts come from plan.py. Every value
+that enters the Dockerfile passes one of three filters, `word` (a bare token that must
+match a strict pattern), `quoted` (a double-quoted, escaped string) or `exec_form` (a
+JSON array), so no input can inject an instruction. Templates render in Jinja2's sandbox
+with StrictUndefined, because a user's Dockerfile template is code we run.
 
 Render never reads the environment, the clock or the registry.
 """
@@ -14,11 +15,13 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
+from bundler import layout
 from bundler.errors import ConfigError
-from bundler.plan import FILE_MODE, FileEntry, ImageSpec, Plan
+from bundler.plan import FileEntry, Generated, ImageSpec, Plan
 
 DOCKERFILE_TEMPLATE = "Dockerfile.jinja"
 _WORD = re.compile(r"[A-Za-z0-9._:/@+=,-]+")
@@ -60,7 +63,7 @@ def exec_form(words) -> str:
 
 
 @lru_cache(maxsize=None)
-def _environment(template_dir: str):
+def _jinja(template_dir: str):
     from jinja2 import FileSystemLoader, StrictUndefined
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -76,13 +79,13 @@ def _environment(template_dir: str):
     return env
 
 
-def render_template(name: str, spec: ImageSpec, user_template: str | None = None) -> str:
+def render_template(name: str, image: ImageSpec, user_template: str | None = None) -> str:
     from jinja2 import TemplateError
 
-    env = _environment(str(templates_dir()))
+    jinja = _jinja(str(templates_dir()))
     try:
-        template = env.from_string(user_template) if user_template is not None else env.get_template(name)
-        return template.render(plan=spec)
+        template = jinja.from_string(user_template) if user_template is not None else jinja.get_template(name)
+        return template.render(image=image, plan=image)
     except UnsafeValue as exc:
         raise ConfigError(f"unsafe value for the Dockerfile: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - a template's expression can raise anything: say where, once
@@ -101,9 +104,9 @@ def _template_line(exc: BaseException) -> int | None:
     return frames[-1].lineno if frames else None
 
 
-def registry_login(spec: ImageSpec) -> bytes:
+def registry_login(image: ImageSpec) -> bytes:
     registries = []
-    for r in spec.registries:
+    for r in image.registries:
         entry = {"address": r.address, "images": [r.image]}
         if r.username is not None:
             entry.update(
@@ -117,45 +120,24 @@ def registry_login(spec: ImageSpec) -> bytes:
             entry.update(credentials_required=None,
                          note="no [registry] in bundler.toml: log in yourself if this registry is private")
         registries.append(entry)
-    return _json_bytes({"registries": registries})
+    return layout.json_bytes({"registries": registries})
 
 
-def _json_bytes(data: dict) -> bytes:
-    return (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
-
-
-def generated_files(plan: Plan, user_template: str | None) -> tuple[FileEntry, ...]:
+def generated_files(plan: Plan) -> tuple[FileEntry, ...]:
     """The files rendered from the plan (the manifest is added by emit, after hashing)."""
-    spec = plan.spec
+    image = plan.image
+
+    def rendered(path: str, template: str, user_template: str | None = None) -> FileEntry:
+        return FileEntry(path, layout.FILE_MODE, Generated(render_template(template, image, user_template).encode()))
+
     return (
-        FileEntry(".dockerignore", FILE_MODE, data=render_template("dockerignore.jinja", spec).encode()),
-        FileEntry("Dockerfile", FILE_MODE, data=render_template(DOCKERFILE_TEMPLATE, spec, user_template).encode()),
-        FileEntry("README.md", FILE_MODE, data=render_template("README.md.jinja", spec).encode()),
-        FileEntry("registry-login.json", FILE_MODE, data=registry_login(spec)),
+        rendered(layout.DOCKERIGNORE, "dockerignore.jinja"),
+        rendered(layout.DOCKERFILE, DOCKERFILE_TEMPLATE, plan.user_template),
+        rendered(layout.README, "README.md.jinja"),
+        FileEntry(layout.REGISTRY_LOGIN, layout.FILE_MODE, Generated(registry_login(image))),
     )
 
 
-def bundle_manifest(plan: Plan, digests: dict[str, tuple[int, int, str]]) -> bytes:
-    """bundle.json: the inputs and every other file's (mode, size, sha256). No time, no host path."""
-    spec = plan.spec
-    return _json_bytes({
-        "bundle_format": 1,
-        "generator": {"name": spec.generator, "version": spec.generator_version},
-        "inputs": {
-            "models": [
-                {"ref": f"{m.name}:{m.version}", "name": m.name, "version": m.version,
-                 "files": [{"path": p, "sha256": s, "size": n} for p, s, n in m.files]}
-                for m in spec.models
-            ],
-            "entry_script": spec.entry_script,
-            "requirements_file": spec.environment_file,
-            "engine": spec.engine,
-            "base_image": spec.base_image,
-            "server": plan.server,
-            "vendor": spec.vendored,
-        },
-        "files": {
-            path: {"mode": f"{mode:04o}", "size": size, "sha256": sha}
-            for path, (mode, size, sha) in sorted(digests.items())
-        },
-    })
+def manifest(plan: Plan, files: dict[str, layout.FileRecord]) -> bytes:
+    """bundle.json: the plan's inputs and every other file's mode, size and sha256."""
+    return replace(plan.manifest, files=files).to_bytes()

@@ -1,6 +1,8 @@
 """`bundler save`: gather the inputs (I/O), plan and render them (pure), emit the tree (I/O).
 
-This is the only place that connects the shell to the core; it never prints.
+`prepare` is everything but the writing (diff and verify --against-inputs use it too);
+`save` writes what it prepared. This is the only place that connects the shell to the
+core; it never prints.
 """
 
 from __future__ import annotations
@@ -10,91 +12,95 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bundler import config as config_module
-from bundler import emit, entry_script, plan as plan_module, render, requirements, sources
+from bundler import emit, entry_script, layout, render, requirements, sources
+from bundler import plan as plan_module
 from bundler.errors import ConfigError
 from bundler.registry import Registry
 
 RUNTIME_DIR = Path(__file__).parent / "runtime"
-RUNTIME_PACKAGE_DIR = RUNTIME_DIR / plan_module.RUNTIME_PACKAGE
+
+
+@dataclass(frozen=True)
+class Prepared:
+    plan: plan_module.Plan
+    entries: tuple[plan_module.FileEntry, ...]  # every file but the manifest, sorted by path
+
+    @property
+    def wheel_count(self) -> int:
+        return sum(1 for e in self.entries if e.path.startswith(layout.WHEELS_DIR + "/"))
 
 
 @dataclass(frozen=True)
 class SaveResult:
     path: Path
-    plan: plan_module.Plan
-    file_count: int
+    prepared: Prepared
+
+    @property
+    def plan(self) -> plan_module.Plan:
+        return self.prepared.plan
+
+    @property
+    def file_count(self) -> int:
+        return len(self.prepared.entries) + 1  # and the manifest
 
 
-def runtime_files() -> tuple[tuple[str, Path], ...]:
+def runtime_files() -> plan_module.RuntimeFiles:
     """The scoring server's files, as they ship in every bundle (no caches)."""
-    files = []
-    for path in sorted(RUNTIME_PACKAGE_DIR.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
-            files.append((path.relative_to(RUNTIME_DIR).as_posix(), path))
-    return tuple(files)
+    package = RUNTIME_DIR / layout.RUNTIME_PACKAGE
+    files = tuple(
+        (path.relative_to(RUNTIME_DIR).as_posix(), path)
+        for path in sorted(package.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    )
+    return plan_module.RuntimeFiles(files, (RUNTIME_DIR / "requirements.txt").read_bytes())
 
 
-def build_plan(
-    flags: config_module.Flags, home: Path, cwd: Path, outdir: Path, wheel_dir: Path | None = None
-) -> tuple[plan_module.Plan, str | None]:
-    """Gather inputs and plan; wheel_dir (a scratch folder) is needed only when vendoring."""
+def gather(flags: config_module.Flags, home: Path, cwd: Path, outdir: Path) -> plan_module.Inputs:
+    """Read every input a plan needs: the config, the registry, the entry script, the sources."""
     config = config_module.load(flags, cwd)
     registry = Registry(home)
-    models = tuple(registry.resolve(ref) for ref in config.models)
-    info = entry_script.inspect(config.entry_script)
+    models = []
+    for ref in config.models:
+        version = registry.resolve(ref)
+        models.append(plan_module.StoredModel(version, tuple(registry.blob_path(f.sha256) for f in version.files)))
     selection = None
     if config.source_directory is not None:
         selection = sources.select(config.source_directory, exclude=(outdir,))
-    user_template = None
-    if config.dockerfile_template is not None:
-        try:
-            user_template = config.dockerfile_template.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"Dockerfile template {config.dockerfile_template}: cannot read it ({exc})") from exc
-    environment = None
-    if config.requirements is not None:
-        environment = requirements.collect(config.requirements, vendored=config.vendor)
-    runtime_requirements = (RUNTIME_DIR / "requirements.txt").read_bytes()
-    wheels = ()
-    if config.vendor:
-        wheels = _vendor(config, info, runtime_requirements, wheel_dir, apart=bool(environment and environment.hashed))
-    plan = plan_module.make(
-        config,
-        models,
-        info,
-        selection,
-        runtime_files(),
-        runtime_requirements,
-        registry.blob_path,
-        wheels,
-        environment,
+    return plan_module.Inputs(
+        config=config,
+        models=tuple(models),
+        entry=entry_script.inspect(config.entry_script),
+        sources=selection,
+        requirements=requirements.collect(config.requirements, vendored=config.vendor) if config.requirements else None,
+        runtime=runtime_files(),
+        user_template=_user_template(config),
     )
-    return plan, user_template
 
 
-def _vendor(config, info, runtime_requirements: bytes, wheel_dir: Path, apart: bool = False):
-    """Download wheels for the image (network); pip sees the same requirement files, in the
-    same runs (`apart`: hashed requirements get their own), as the image will."""
-    from bundler import vendor
-
-    engine, _ = plan_module.choose_engine(config, info)
-    runtime_file = wheel_dir.parent / "runtime-requirements.txt"
-    runtime_file.write_bytes(plan_module.runtime_requirements_for(engine, runtime_requirements))
-    files = (runtime_file,) + ((config.requirements,) if config.requirements else ())
-    runs = [(f,) for f in files] if apart else [files]
-    for run in runs:
-        wheels = vendor.download(run, config.python, config.platform, wheel_dir)
-    return wheels  # everything in wheel_dir, after the last run
+def _user_template(config: config_module.Config) -> str | None:
+    if config.dockerfile_template is None:
+        return None
+    try:
+        return config.dockerfile_template.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"Dockerfile template {config.dockerfile_template}: cannot read it ({exc})") from exc
 
 
-def bundle_entries(plan: plan_module.Plan, user_template: str | None) -> tuple[plan_module.FileEntry, ...]:
-    return tuple(sorted(plan.files + render.generated_files(plan, user_template), key=lambda e: e.path))
+def prepare(flags: config_module.Flags, home: Path, cwd: Path, outdir: Path, scratch: Path) -> Prepared:
+    """Gather, plan, vendor (into scratch, with --vendor) and render: every file save would write."""
+    plan = plan_module.make(gather(flags, home, cwd, outdir))
+    wheels = ()
+    if plan.image.environment.vendored:
+        from bundler import vendor
+
+        wheels = vendor.wheels_for(plan, scratch)
+    entries = plan.files + wheels + render.generated_files(plan)
+    return Prepared(plan, tuple(sorted(entries, key=lambda e: e.path)))
 
 
 def save(flags: config_module.Flags, home: Path, cwd: Path, outdir: Path, force: bool = False) -> SaveResult:
     outdir = Path(cwd, outdir)
-    with tempfile.TemporaryDirectory(prefix="bundler-wheels-") as scratch:
-        plan, user_template = build_plan(flags, home, cwd, outdir, Path(scratch) / "wheels")
-        entries = bundle_entries(plan, user_template)
-        path = emit.write(outdir, entries, lambda digests: render.bundle_manifest(plan, digests), force=force)
-    return SaveResult(path, plan, len(entries) + 1)
+    with tempfile.TemporaryDirectory(prefix="bundler-save-") as scratch:
+        prepared = prepare(flags, home, cwd, outdir, Path(scratch))
+        path = emit.write(outdir, prepared.entries, lambda records: render.manifest(prepared.plan, records), force=force)
+    return SaveResult(path, prepared)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bundler import verify
+from bundler import layout
 from bundler.errors import BundlerError
 
 
@@ -27,38 +27,23 @@ def command(bundle: Path, port: int | None = None, workers: int | None = None, b
             host: str = "127.0.0.1") -> ServeCommand:
     """The command and environment that run this bundle's server. Pure but for reading bundle.json."""
     bundle = Path(os.path.abspath(bundle))
-    if not verify.is_bundle(bundle):
-        raise BundlerError(f"{bundle} is not a bundle (no bundle.json); make one with: bundler save {bundle}")
-    inputs = verify.read_manifest(bundle).get("inputs", {})
-    models = inputs.get("models", [])
-    server = inputs.get("server", {})
-    well_formed = isinstance(models, list) and all(isinstance(m, dict) and "name" in m and "version" in m
-                                                   for m in models) and isinstance(server, dict)
-    if not models or not well_formed or not isinstance(inputs.get("entry_script"), str):
-        raise BundlerError(f"{bundle / 'bundle.json'} lists no models or entry script; save the bundle again")
-    model_dir = bundle / "azureml-models"
-    if len(models) == 1:
-        model_dir = model_dir / models[0]["name"] / str(models[0]["version"])
-    port = port or server.get("port", 5001)
-    workers = workers or server.get("workers", 1)
+    manifest = layout.read_manifest(bundle)
+    if not manifest.entry_script:
+        raise BundlerError(f"{bundle / layout.MANIFEST} names no entry script; save the bundle again")
+    server = replace(manifest.server, port=port or manifest.server.port, workers=workers or manifest.server.workers)
     env = dict(os.environ if base_env is None else base_env)
+    places = layout.Places.in_bundle(bundle)
+    env.update(layout.server_environment(places, manifest.entry_script, manifest.model_keys, server, manifest.engine))
     env.update(
-        AML_APP_ROOT=str(bundle / "azureml-app"),
-        AZUREML_ENTRY_SCRIPT=inputs["entry_script"],
-        AZUREML_MODEL_DIR=str(model_dir),
-        BUNDLER_PORT=str(port),
         BUNDLER_HOST=host,  # this machine only, unless asked: a try-out is not a deployment
-        BUNDLER_WORKERS=str(workers),
-        BUNDLER_SCORING_TIMEOUT=str(server.get("scoring_timeout", 60)),
-        BUNDLER_MAX_REQUEST_BYTES=str(server.get("max_request_bytes", 100 * 1024 * 1024)),
-        PYTHONPATH=os.pathsep.join(filter(None, [str(bundle / "runtime"), env.get("PYTHONPATH")])),
+        PYTHONPATH=os.pathsep.join(filter(None, [places.runtime_root, env.get("PYTHONPATH")])),
         PYTHONDONTWRITEBYTECODE="1",
     )
-    if inputs.get("engine") == "azureml":
+    if manifest.engine == "azureml":
         # azmlinfsrv has no setting for its address: it always listens on every interface.
         notes = (f"note: engine azureml: the reference server listens on every interface (0.0.0.0), not {host}",)
-        return ServeCommand((sys.executable, "-m", "bundler_runtime.reference"), env, notes)
-    return ServeCommand((sys.executable, "-m", "bundler_runtime"), env)
+        return ServeCommand((sys.executable, "-m", f"{layout.RUNTIME_PACKAGE}.reference"), env, notes)
+    return ServeCommand((sys.executable, "-m", layout.RUNTIME_PACKAGE), env)
 
 
 def same_version(pin: str, have: str) -> bool:
@@ -75,13 +60,6 @@ def same_version(pin: str, have: str) -> bool:
     return release(pin) == release(have)
 
 
-def requirements_file(bundle: Path) -> str:
-    """The user's requirements file in the bundle (bundles before bundle.json named it: the default)."""
-    named = verify.read_manifest(bundle).get("inputs", {}).get("requirements_file")
-    safe = isinstance(named, str) and named.startswith("environment/") and ".." not in named.split("/")
-    return named if safe else "environment/requirements.txt"
-
-
 def missing_requirements(bundle: Path) -> list[str]:
     """Requirements of the bundle not satisfied here: 'name' (absent) or 'name==want (have x)'."""
     from importlib import metadata
@@ -89,7 +67,7 @@ def missing_requirements(bundle: Path) -> list[str]:
     from bundler.requirements import collect
 
     problems = []
-    for path in (bundle / "runtime" / "requirements.txt", bundle / requirements_file(bundle)):
+    for path in _requirement_files(bundle):
         if not path.is_file():
             continue
         for requirement in collect(path, strict=False).requirements:
@@ -105,15 +83,20 @@ def missing_requirements(bundle: Path) -> list[str]:
     return problems
 
 
+def _requirement_files(bundle: Path) -> tuple[Path, Path]:
+    return bundle / layout.RUNTIME_REQUIREMENTS, bundle / layout.read_manifest(bundle).requirements_file
+
+
 def serve(bundle: Path, port: int | None, workers: int | None, host: str = "127.0.0.1") -> None:
     """Replace this process with the bundle's server (signals then reach it directly)."""
     bundle = Path(os.path.abspath(bundle))
     cmd = command(bundle, port, workers, host=host)
     missing = missing_requirements(bundle)
     if missing:
+        runtime, user = _requirement_files(bundle)
         raise BundlerError(
             f"the bundle's requirements are not installed here: {', '.join(missing)}; install them with: "
-            f"pip install -r {bundle / 'runtime' / 'requirements.txt'} -r {bundle / requirements_file(bundle)}"
+            f"pip install -r {runtime} -r {user}"
         )
     for note in cmd.notes:
         print(note, file=sys.stderr, flush=True)

@@ -1,10 +1,12 @@
 """Download the image's Python wheels into the bundle, so `docker build` needs no network.
 
-`bundler save --vendor` calls this (I/O, network) before planning; the plan then copies
-the wheels into environment/wheels/ like any other file, and the Dockerfile installs with
-`--no-index`. Wheels are chosen for the IMAGE's platform and Python, not this machine's:
-manylinux wheels for glibc 2.36 (Debian bookworm, what python:*-slim images are built
-on) and the configured Python version. Only wheels: a package that publishes only a
+`bundler save --vendor` calls this (I/O, network) after planning: it runs `pip download`
+for each install step of the plan's environment build, with the same requirement files in
+the same runs as the image (hashed requirements apart), and returns the wheels as bundle
+files under environment/wheels/; the Dockerfile installs them with `--no-index`. Wheels
+are chosen for the IMAGE's platform and Python, not this machine's: manylinux wheels for
+glibc 2.36 (Debian bookworm, what python:*-slim images are built on) and the configured
+Python version. Only wheels: a package that publishes only a
 source distribution cannot be vendored, and the error says which.
 """
 
@@ -14,7 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bundler import layout
 from bundler.errors import BundlerError
+from bundler.plan import Copied, FileEntry, Generated, Plan
 
 ARCHES = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
 GLIBC_MINOR = 36  # Debian bookworm
@@ -30,7 +34,30 @@ class VendorError(BundlerError):
     pass
 
 
-def download(requirement_files: tuple[Path, ...], python: str, platform: str, dest: Path) -> tuple[tuple[str, Path], ...]:
+def wheels_for(plan: Plan, scratch: Path) -> tuple[FileEntry, ...]:
+    """Every wheel the plan's install steps need, downloaded into scratch, as bundle files."""
+    environment = plan.image.environment
+    planned = {entry.path: entry for entry in plan.files}
+    wheel_dir = scratch / "wheels"
+    for step in environment.steps:
+        files = tuple(_on_disk(planned[f.bundle_path], scratch) for f in step.requirements)
+        download(files, environment.python, environment.platform, wheel_dir)
+    wheels = sorted(p for p in wheel_dir.iterdir() if p.suffix == ".whl") if wheel_dir.is_dir() else []
+    return tuple(FileEntry(f"{layout.WHEELS_DIR}/{p.name}", layout.FILE_MODE, Copied(p)) for p in wheels)
+
+
+def _on_disk(entry: FileEntry, scratch: Path) -> Path:
+    """A requirements file pip can read: the user's own (its includes resolve beside it), or
+    a file bundler derived, written to scratch."""
+    if isinstance(entry.content, Generated):
+        path = scratch / "derived" / entry.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(entry.content.data)
+        return path
+    return entry.content.path
+
+
+def download(requirement_files: tuple[Path, ...], python: str, platform: str, dest: Path) -> None:
     """pip-download every requirement (and its dependencies) as wheels into dest."""
     command = [
         sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--quiet",
@@ -51,7 +78,6 @@ def download(requirement_files: tuple[Path, ...], python: str, platform: str, de
             f"vendoring wheels for Python {python} on {platform} failed: {detail}; "
             "pin versions that publish wheels, or save without --vendor"
         )
-    return tuple(sorted((p.name, p) for p in dest.iterdir() if p.suffix == ".whl"))
 
 
 def _last_error_line(stderr: str) -> str:

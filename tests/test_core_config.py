@@ -139,10 +139,7 @@ def test_duplicate_model_names_are_refused(project):
 
 
 def test_registry_address_must_match_base_image(project, tmp_path):
-    from bundler import plan
-
     write_config(project, 'models = ["m"]\n[inference]\nentry_script = "score.py"\n'
                  '[registry]\naddress = "other.io"\nusername = "u"\npassword_env = "P"\n')
-    config = load(Flags(), cwd=project)
-    with pytest.raises(ConfigError, match="not where the base image"):
-        plan._registry(config)
+    with pytest.raises(ConfigError, match=r"bundler.toml:5: \[registry\] address: 'other.io' is not where the base image"):
+        load(Flags(), cwd=project)

@@ -60,9 +60,10 @@ def test_directory_keeps_its_name_and_sorted_relative_paths(tmp_path):
 def test_register_streams_large_files_in_chunks(tmp_path, monkeypatch):
     """Memory must not grow with model size: no read() may ask for more than one chunk."""
     import bundler.registry as registry_module
+    from bundler.digest import CHUNK_SIZE
 
     big = tmp_path / "big.bin"
-    big.write_bytes(b"x" * (3 * registry_module.CHUNK_SIZE + 5))
+    big.write_bytes(b"x" * (3 * CHUNK_SIZE + 5))
     sizes = []
     real_open = open
 
@@ -87,7 +88,7 @@ def test_register_streams_large_files_in_chunks(tmp_path, monkeypatch):
     monkeypatch.setattr(registry_module, "open", spy_open, raising=False)
     version = Registry(tmp_path / "home").register(big, "big")
     assert version.files[0].size == big.stat().st_size
-    assert sizes and all(0 < s <= registry_module.CHUNK_SIZE for s in sizes)
+    assert sizes and all(0 < s <= CHUNK_SIZE for s in sizes)
 
 
 @pytest.mark.parametrize("name", ["", "-lead", ".hidden", "a/b", "../up", "x" * 256, "sp ace", "ünï"])

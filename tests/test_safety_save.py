@@ -109,7 +109,7 @@ def test_permission_error_mid_copy_is_one_line(project, cli, monkeypatch):
 
     def denied(root, entry):
         if entry.path.startswith("azureml-models/"):
-            raise PermissionError(errno.EACCES, "Permission denied", str(entry.source))
+            raise PermissionError(errno.EACCES, "Permission denied", str(entry.content.path))
         return real(root, entry)
 
     monkeypatch.setattr(emit, "_write_entry", denied)

@@ -53,7 +53,7 @@ def test_command_sets_the_containers_environment(bundle):
 def test_a_manifest_with_malformed_inputs_is_one_line(bundle, inputs):
     out = bundle("alpha:1")
     (out / "bundle.json").write_text('{"files": {}, "inputs": ' + inputs + "}")
-    with pytest.raises(BundlerError, match="lists no models or entry script; save the bundle again"):
+    with pytest.raises(BundlerError, match=r"bundle.json: not a readable bundle manifest \(.+\); save the bundle again"):
         command(out)
 
 

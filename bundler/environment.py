@@ -1,0 +1,67 @@
+"""The Python environment an image installs, as data: what stage 1 of the Dockerfile copies
+and the installs it runs, in order. PURE.
+
+The Dockerfile template loops over the steps, and `--vendor` downloads what they would
+install, so both see the same runs with the same files. Each builder (pip today) makes an
+EnvironmentBuild; a new kind of environment is a new builder and a new kind of step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bundler import layout
+
+
+@dataclass(frozen=True)
+class RequirementsFile:
+    bundle_path: str  # e.g. environment/requirements.txt
+    build_path: str  # where stage 1 reads it, e.g. /tmp/bundler/environment/requirements.txt
+
+
+@dataclass(frozen=True)
+class PipInstall:
+    """One `pip install` of stage 1 (in the image's venv): its requirement files, in order."""
+
+    requirements: tuple[RequirementsFile, ...]
+    wheels: str | None = None  # stage 1's folder of vendored wheels: install from it alone, offline
+    kind: str = "pip"
+
+    @property
+    def arguments(self) -> tuple[tuple[str, ...], ...]:
+        """The options after `pip install`, one group per Dockerfile line."""
+        offline = (("--no-index", "--find-links", self.wheels),) if self.wheels else ()
+        return offline + tuple(("--requirement", f.build_path) for f in self.requirements)
+
+
+@dataclass(frozen=True)
+class EnvironmentBuild:
+    copies: tuple[tuple[str, str], ...]  # (bundle path, stage-1 path): the environment files alone
+    steps: tuple[PipInstall, ...]
+    vendored: bool  # the wheels ship in the bundle: the build needs no network
+    # The user's requirements carry hashes, and pip then demands hashes of everything in the
+    # same run: the server's own requirements get a run of their own, first.
+    runtime_apart: bool
+    requirements_file: str  # the user's file the image installs, as bundle.json names it
+    python: str  # the image's Python version, e.g. "3.11": vendored wheels are chosen for it
+    platform: str  # e.g. "linux/amd64"
+
+
+def pip_build(requirements_file: str, hashed: bool, vendored: bool, python: str, platform: str) -> EnvironmentBuild:
+    """The runtime's requirements and the user's, installed into a venv by pip."""
+    runtime = RequirementsFile(layout.RUNTIME_REQUIREMENTS, layout.build_path(layout.RUNTIME_REQUIREMENTS))
+    user = RequirementsFile(requirements_file, layout.build_path(requirements_file))
+    wheels = layout.build_path(layout.WHEELS_DIR) if vendored else None
+    runs = ((runtime,), (user,)) if hashed else ((runtime, user),)
+    return EnvironmentBuild(
+        copies=(
+            (layout.RUNTIME_REQUIREMENTS, runtime.build_path),
+            (f"{layout.ENVIRONMENT_DIR}/", f"{layout.build_path(layout.ENVIRONMENT_DIR)}/"),
+        ),
+        steps=tuple(PipInstall(run, wheels) for run in runs),
+        vendored=vendored,
+        runtime_apart=hashed,
+        requirements_file=requirements_file,
+        python=python,
+        platform=platform,
+    )
