@@ -1,6 +1,10 @@
 """Golden trees: each input case under tests/cases/ is saved and compared, whole and byte
 for byte (comments included), with golden/<case>/. Regenerate deliberately with
 `pytest tests/test_golden.py --snapshot-update` and review the diff in git.
+
+The runtime's package (runtime/bundler_runtime/) is the same verbatim copy in every bundle,
+so golden trees leave it out: each golden bundle.json still records its files by digest,
+and one test checks that a bundle's copy is byte-identical to bundler/runtime.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import pytest
 
 from golden_tree import GOLDEN_ROOT, GoldenTreeExtension, read_tree
 
+from bundler import layout
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:
@@ -20,6 +26,13 @@ else:
 
 CASES_ROOT = Path(__file__).parent / "cases"
 CASES = sorted(p.name for p in CASES_ROOT.iterdir() if (p / "case.toml").is_file())
+RUNTIME_PACKAGE = f"{layout.RUNTIME_DIR}/{layout.RUNTIME_PACKAGE}/"
+RUNTIME_SOURCE = Path(__file__).resolve().parent.parent / "bundler" / "runtime"
+
+
+def golden_part(out: Path) -> dict[str, tuple[int, bytes]]:
+    """The emitted tree without the runtime's verbatim package."""
+    return {path: entry for path, entry in read_tree(out).items() if not path.startswith(RUNTIME_PACKAGE)}
 
 
 def save_case(case: str, workdir: Path, cli, monkeypatch) -> Path:
@@ -46,7 +59,21 @@ def golden(snapshot):
 @pytest.mark.parametrize("case", CASES)
 def test_golden_tree(case, tmp_path, cli, monkeypatch, golden):
     out = save_case(case, tmp_path / case, cli, monkeypatch)
-    assert read_tree(out) == golden(name=case)
+    assert golden_part(out) == golden(name=case)
+
+
+def test_the_bundles_runtime_is_a_verbatim_copy_of_bundler_runtime(tmp_path, cli, monkeypatch):
+    """What the golden trees leave out, checked once: every file of the package, byte for
+    byte, no cache, and each listed in bundle.json with its digest."""
+    out = save_case("one_model", tmp_path / "one_model", cli, monkeypatch)
+    shipped = {path[len(RUNTIME_PACKAGE):]: data for path, (_, data) in read_tree(out).items()
+               if path.startswith(RUNTIME_PACKAGE)}
+    package = RUNTIME_SOURCE / layout.RUNTIME_PACKAGE
+    source = {path.relative_to(package).as_posix(): path.read_bytes() for path in package.rglob("*")
+              if path.is_file() and "__pycache__" not in path.parts}
+    assert shipped == source and "server.py" in shipped
+    listed = layout.read_manifest(out).files
+    assert all(f"{RUNTIME_PACKAGE}{name}" in listed for name in shipped)
 
 
 def test_every_golden_tree_has_a_case():
@@ -70,7 +97,7 @@ def test_a_one_line_template_change_fails_the_golden_comparison(tmp_path, cli, m
     monkeypatch.setattr(render, "templates_dir", lambda: templates)
 
     out = save_case("one_model", tmp_path / "one_model", cli, monkeypatch)
-    emitted, golden_tree = read_tree(out), read_tree(GOLDEN_ROOT / "one_model")
+    emitted, golden_tree = golden_part(out), read_tree(GOLDEN_ROOT / "one_model")
     assert emitted != golden_tree
     assert serialize_tree(emitted) != serialize_tree(golden_tree)
     changed = sorted(p for p in emitted if emitted[p] != golden_tree.get(p))
