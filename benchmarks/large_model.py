@@ -75,12 +75,20 @@ def main() -> None:
             for run in range(args.runs):
                 shutil.rmtree(work / "home", ignore_errors=True)
                 ref_copy = measured(["cp", "model.bin", "copy.bin"], work, env)
-                record("register", "cp", measured([*bundler, "register", "model.bin", "--name", "big"], work, env),
-                       ref_copy)
+                record(
+                    "register",
+                    "cp",
+                    measured([*bundler, "register", "model.bin", "--name", "big"], work, env),
+                    ref_copy,
+                )
                 out = f"out{run}"
                 ref_copy = measured(["cp", "model.bin", "copy.bin"], work, env)
-                record("save", "cp", measured([*bundler, "save", out, "--model", "big", "--entry-script", "score.py"],
-                                              work, env), ref_copy)
+                record(
+                    "save",
+                    "cp",
+                    measured([*bundler, "save", out, "--model", "big", "--entry-script", "score.py"], work, env),
+                    ref_copy,
+                )
                 files = [str(p) for p in sorted((work / out).rglob("*")) if p.is_file()]
                 ref_read = measured(["sh", "-c", 'cat "$@" >/dev/null', "cat", *files], work, env)
                 ref_hash = measured(["sha256sum", *files], work, env)
@@ -92,8 +100,10 @@ def main() -> None:
                 shutil.rmtree(work / out)
             for (step, reference_name), row in rows.items():
                 ours, ref = statistics.median(row["ours"]), statistics.median(row["ref"])
-                print(f"{mib:>5} {step:<10} {ours:>10.3f} {reference_name:<10} {ref:>7.3f} {ours / ref:>6.2f} "
-                      f"{max(row['rss']):>13.1f}")
+                print(
+                    f"{mib:>5} {step:<10} {ours:>10.3f} {reference_name:<10} {ref:>7.3f} {ours / ref:>6.2f} "
+                    f"{max(row['rss']):>13.1f}"
+                )
         finally:
             shutil.rmtree(work, ignore_errors=True)
 

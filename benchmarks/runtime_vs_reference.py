@@ -38,10 +38,13 @@ from servers import REFERENCE_BIN, RUNTIME_DIR, free_port  # noqa: E402
 SEED = '{"data": [[1,2,3,4,5,6,7,8,9,10],[10,9,8,7,6,5,4,3,2,1]]}'
 SCRIPT_IMPORTS = "import json, os\nimport joblib, numpy as np\n"
 # The example's score.py, timed: its own module-level imports, and init().
-TIMED_SCORE = """
+TIMED_SCORE = (
+    """
 import time
 loading = time.perf_counter()
-""" + SCRIPT_IMPORTS + """
+"""
+    + SCRIPT_IMPORTS
+    + """
 imports = time.perf_counter() - loading
 model = None
 def init():
@@ -53,6 +56,7 @@ def init():
 def run(raw_data):
     return model.predict(np.array(json.loads(raw_data)["data"])).tolist()
 """
+)
 
 
 def runtime_python() -> Path:
@@ -62,8 +66,20 @@ def runtime_python() -> Path:
     python = venv / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-r", str(RUNTIME_DIR / "requirements.txt"),
-                        "-r", str(REPO / "examples/diabetes/requirements.txt")], check=True)
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "-r",
+                str(RUNTIME_DIR / "requirements.txt"),
+                "-r",
+                str(REPO / "examples/diabetes/requirements.txt"),
+            ],
+            check=True,
+        )
     return python
 
 
@@ -80,8 +96,13 @@ def start(kind: str, app: Path, port: int, workers: int, init_file: Path) -> sub
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BUNDLER_", "AZUREML_", "AML_"))}
     env.update(AML_APP_ROOT=str(app), AZUREML_MODEL_DIR=str(app), INIT_TIME_FILE=str(init_file))
     if kind == "bundler":
-        env.update(PYTHONPATH=str(app.parent / "runtime"), AZUREML_ENTRY_SCRIPT="score.py", BUNDLER_PORT=str(port),
-                   BUNDLER_WORKERS=str(workers), BUNDLER_HOST="127.0.0.1")
+        env.update(
+            PYTHONPATH=str(app.parent / "runtime"),
+            AZUREML_ENTRY_SCRIPT="score.py",
+            BUNDLER_PORT=str(port),
+            BUNDLER_WORKERS=str(workers),
+            BUNDLER_HOST="127.0.0.1",
+        )
         argv = [str(runtime_python()), "-m", "bundler_runtime"]
     else:
         env.update(WORKER_COUNT=str(workers))
@@ -106,14 +127,24 @@ def wait_healthy(port: int, process: subprocess.Popen) -> float:
 
 
 def wrk(port: int, seconds: int, script: Path) -> dict:
-    out = subprocess.run(["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency", "-s", str(script),
-                          f"http://127.0.0.1:{port}/score"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency", "-s", str(script), f"http://127.0.0.1:{port}/score"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
     def ms(label):
         value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)$", out, re.M).groups()
         return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "p50": ms("50%"), "p99": ms("99%"),
-            "errors": int(errors.group(1)) if errors else 0}
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": ms("50%"),
+        "p99": ms("99%"),
+        "errors": int(errors.group(1)) if errors else 0,
+    }
 
 
 def main() -> None:
@@ -130,12 +161,17 @@ def main() -> None:
     try:
         app = work / "app"
         app.mkdir()
-        subprocess.run([sys.executable, str(REPO / "examples/diabetes/train.py"), str(app / "model.pkl")],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, str(REPO / "examples/diabetes/train.py"), str(app / "model.pkl")],
+            check=True,
+            capture_output=True,
+        )
         (app / "score.py").write_text(TIMED_SCORE)
         compiled_runtime(work)
         lua = work / "post.lua"
-        lua.write_text(f'wrk.method = "POST"\nwrk.body = \'{SEED}\'\nwrk.headers["Content-Type"] = "application/json"\n')
+        lua.write_text(
+            f'wrk.method = "POST"\nwrk.body = \'{SEED}\'\nwrk.headers["Content-Type"] = "application/json"\n'
+        )
         results = {"bundler": [], "reference": []}
 
         def cold_start(kind: str, then=None) -> dict:
@@ -148,12 +184,17 @@ def main() -> None:
             finally:
                 process.terminate()
                 process.wait(30)
-            return {**load, "init": timed["init"], "cold_overhead": healthy - timed["init"],
-                    "server_overhead": healthy - timed["init"] - timed["imports"]}
+            return {
+                **load,
+                "init": timed["init"],
+                "cold_overhead": healthy - timed["init"],
+                "server_overhead": healthy - timed["init"] - timed["imports"],
+            }
 
         for _ in range(args.rounds):
             for kind in ("reference", "bundler"):
                 results[kind].append(cold_start(kind, then=lambda port: wrk(port, args.seconds, lua)))
+
         # Cold start varies more than throughput: measure it on its own, many times, alternating.
         def floor() -> dict:
             started = time.perf_counter()
@@ -170,12 +211,19 @@ def main() -> None:
             values = [r[key] for r in results[kind] if key in r]
             return statistics.median(values) if values else None
 
-        print(f"{args.rounds} alternating rounds, {args.seconds}s each, {args.workers} worker(s), wrk -t2 -c16; "
-              f"cold start over {args.rounds + args.cold_starts} alternating starts each")
+        print(
+            f"{args.rounds} alternating rounds, {args.seconds}s each, {args.workers} worker(s), wrk -t2 -c16; "
+            f"cold start over {args.rounds + args.cold_starts} alternating starts each"
+        )
         print(f"{'':18}{'bundler':>12}{'reference':>12}{'ratio':>10}   target")
-        rows = [("requests/s", "rps", ">= 2.0"), ("p50 latency ms", "p50", ""), ("p99 latency ms", "p99", "<= 0.5"),
-                ("cold overhead s", "cold_overhead", "<= 0.33"), ("  less its imports", "server_overhead", ""),
-                ("init() s", "init", "")]
+        rows = [
+            ("requests/s", "rps", ">= 2.0"),
+            ("p50 latency ms", "p50", ""),
+            ("p99 latency ms", "p99", "<= 0.5"),
+            ("cold overhead s", "cold_overhead", "<= 0.33"),
+            ("  less its imports", "server_overhead", ""),
+            ("init() s", "init", ""),
+        ]
         for label, key, target in rows:
             ours, ref = median("bundler", key), median("reference", key)
             if ours is not None:  # no throughput figures with --rounds 0
@@ -183,8 +231,11 @@ def main() -> None:
         if results["floor"]:
             lowest, ref = median("floor", "floor"), median("reference", "cold_overhead")
             print(f"{'floor s':18}{lowest:12.3f}{ref:12.3f}{lowest / ref:10.2f}   (python + score.py's imports alone)")
-        print(json.dumps({k: [{m: round(v, 4) for m, v in r.items()} for r in rs if "rps" in r]
-                          for k, rs in results.items()}))
+        print(
+            json.dumps(
+                {k: [{m: round(v, 4) for m, v in r.items()} for r in rs if "rps" in r] for k, rs in results.items()}
+            )
+        )
         assert not any(r.get("errors") for rs in results.values() for r in rs), "non-2xx responses during the load"
     finally:
         shutil.rmtree(work, ignore_errors=True)

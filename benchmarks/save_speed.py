@@ -41,8 +41,13 @@ def main() -> None:
         cwd = work / "example"
         env = {**os.environ, "BUNDLER_HOME": str(work / "home")}
         subprocess.run([sys.executable, "train.py"], cwd=cwd, check=True, stdout=subprocess.DEVNULL)
-        subprocess.run([sys.executable, "-m", "bundler", "register", "model.pkl", "--name", "diabetes"],
-                       cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "bundler", "register", "model.pkl", "--name", "diabetes"],
+            cwd=cwd,
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         commands = {
             "python -c pass": [sys.executable, "-c", "pass"],
             "bundler save": [sys.executable, "-m", "bundler", "save", "imagefiles"],
@@ -50,8 +55,16 @@ def main() -> None:
         if args.mlflow:
             _mlflow_model(args.mlflow, cwd)
             commands["mlflow models generate-dockerfile"] = [
-                args.mlflow, "models", "generate-dockerfile", "-m", str(cwd / "mlflow-model"),
-                "-d", str(cwd / "mlflow-dockerfile"), "--env-manager", "local"]
+                args.mlflow,
+                "models",
+                "generate-dockerfile",
+                "-m",
+                str(cwd / "mlflow-model"),
+                "-d",
+                str(cwd / "mlflow-dockerfile"),
+                "--env-manager",
+                "local",
+            ]
         times = {name: [] for name in commands}
         for _ in range(args.runs):  # alternate, so drift on the machine hits all alike
             for name, cmd in commands.items():
@@ -62,7 +75,9 @@ def main() -> None:
             median = statistics.median(values)
             print(f"{name:<36} {median:>9.3f} {min(values):>7.3f} {median / base:>15.1f}")
         if args.mlflow:
-            ratio = statistics.median(times["mlflow models generate-dockerfile"]) / statistics.median(times["bundler save"])
+            ratio = statistics.median(times["mlflow models generate-dockerfile"]) / statistics.median(
+                times["bundler save"]
+            )
             print(f"mlflow generate-dockerfile / bundler save = {ratio:.1f}x")
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -70,8 +85,10 @@ def main() -> None:
 
 def _mlflow_model(mlflow: str, cwd: Path) -> None:
     python = str(Path(mlflow).with_name("python"))
-    code = ("import joblib, mlflow.sklearn; "
-            "mlflow.sklearn.save_model(joblib.load('model.pkl'), 'mlflow-model', serialization_format='pickle')")
+    code = (
+        "import joblib, mlflow.sklearn; "
+        "mlflow.sklearn.save_model(joblib.load('model.pkl'), 'mlflow-model', serialization_format='pickle')"
+    )
     subprocess.run([python, "-c", code], cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -25,8 +25,10 @@ def find_engine() -> str:
     if podman:
         return podman
     if docker:
-        raise BundlerError("docker is installed but its engine does not answer (is the daemon running?), "
-                           "and podman is not installed; start Docker or install podman")
+        raise BundlerError(
+            "docker is installed but its engine does not answer (is the daemon running?), "
+            "and podman is not installed; start Docker or install podman"
+        )
     raise BundlerError("no image builder found: install Docker or podman, or copy the bundle to a machine that has one")
 
 

@@ -146,15 +146,24 @@ def models_show(ref: str, home: Path | None) -> None:
 def input_options(func):
     """The inputs of a bundle, shared by `save` and `diff`; collected into `flags`."""
     options = [
-        click.option("--model", "models_", multiple=True, metavar="NAME[:VERSION]", help="Model to include; repeatable."),
+        click.option(
+            "--model", "models_", multiple=True, metavar="NAME[:VERSION]", help="Model to include; repeatable."
+        ),
         click.option("--entry-script", help="The init()/run() script (relative to --source-dir when given)."),
         click.option("--source-dir", help="Folder whose files ship next to the entry script."),
         click.option("--requirements", help="pip requirements file for the image."),
         click.option("--base-image", help="Base image, e.g. python:3.11-slim."),
-        click.option("--config", "config_path", type=click.Path(path_type=Path),
-                     help="Config file (default: ./bundler.toml when present)."),
-        click.option("--vendor/--no-vendor", default=None,
-                     help="Download the image's wheels into the bundle, so docker build needs no network."),
+        click.option(
+            "--config",
+            "config_path",
+            type=click.Path(path_type=Path),
+            help="Config file (default: ./bundler.toml when present).",
+        ),
+        click.option(
+            "--vendor/--no-vendor",
+            default=None,
+            help="Download the image's wheels into the bundle, so docker build needs no network.",
+        ),
         home_option,
     ]
     for option in reversed(options):
@@ -165,8 +174,15 @@ def input_options(func):
 def _flags(models_, entry_script, source_dir, requirements, base_image, config_path, vendor):
     from bundler.config import Flags
 
-    return Flags(config=config_path, models=models_, entry_script=entry_script, source_directory=source_dir,
-                 requirements=requirements, base_image=base_image, vendor=vendor)
+    return Flags(
+        config=config_path,
+        models=models_,
+        entry_script=entry_script,
+        source_directory=source_dir,
+        requirements=requirements,
+        base_image=base_image,
+        vendor=vendor,
+    )
 
 
 @main.command()
@@ -186,8 +202,10 @@ def save(outdir, models_, entry_script, source_dir, requirements, base_image, co
     for skipped in plan.skipped_secrets:
         click.echo(f"skipped: {skipped} (looks like a secret; not copied into the bundle)")
     if plan.unpinned:
-        click.echo(f"note: not pinned to one version: {', '.join(plan.unpinned)}; each docker build may "
-                   "install different versions (pin them with ==, or save with --vendor)")
+        click.echo(
+            f"note: not pinned to one version: {', '.join(plan.unpinned)}; each docker build may "
+            "install different versions (pin them with ==, or save with --vendor)"
+        )
     if image.environment.vendored:
         click.echo(f"vendored: {result.prepared.wheel_count} wheels (docker build needs no network but the base image)")
     click.echo(f"wrote {result.file_count} files to {result.path}")
@@ -233,8 +251,12 @@ def diff(bundle, models_, entry_script, source_dir, requirements, base_image, co
 @click.argument("bundle", default="imagefiles", type=click.Path(path_type=Path))
 @click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on (default: the bundle's).")
 @click.option("--workers", type=click.IntRange(1, 64), help="Worker processes (default: the bundle's).")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on; 0.0.0.0 serves every interface, as the container does.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; 0.0.0.0 serves every interface, as the container does.",
+)
 def serve(bundle: Path, port: int | None, workers: int | None, host: str) -> None:
     """Run a saved bundle's scoring server here, without Docker, as the container would."""
     from bundler.serve import serve as serve_bundle

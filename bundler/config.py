@@ -48,14 +48,24 @@ SAFE_TEXT_PATTERN = re.compile(r"[^\x00-\x1f\x7f]*")
 SCHEMA: dict[str, dict[str, type]] = {
     "": {"models": list},
     "inference": {"entry_script": str, "source_directory": str},
-    "environment": {"requirements": str, "conda_file": str, "python": str, "base_image": str, "vendor": bool,
-                    "platform": str},
+    "environment": {
+        "requirements": str,
+        "conda_file": str,
+        "python": str,
+        "base_image": str,
+        "vendor": bool,
+        "platform": str,
+    },
     "server": {"port": int, "workers": int, "scoring_timeout": int, "max_request_bytes": int, "engine": str},
     "registry": {"address": str, "username": str, "password_env": str},
     "dockerfile": {"template": str},
 }
-SERVER_LIMITS = {"port": (1, 65535), "workers": (1, 64), "scoring_timeout": (1, 86400),
-                 "max_request_bytes": (1, 1 << 40)}
+SERVER_LIMITS = {
+    "port": (1, 65535),
+    "workers": (1, 64),
+    "scoring_timeout": (1, 86400),
+    "max_request_bytes": (1, 1 << 40),
+}
 
 
 @dataclass(frozen=True)
@@ -178,7 +188,9 @@ class _Document:
     def _check_key(self, table: str, key: str, value: Any) -> None:
         where = self.where(table, key)
         lowered = key.lower()
-        if key != "password_env" and (lowered in SECRET_KEYS or any(s in lowered for s in ("password", "token", "secret"))):
+        if key != "password_env" and (
+            lowered in SECRET_KEYS or any(s in lowered for s in ("password", "token", "secret"))
+        ):
             raise ConfigError(
                 f"{where}: secrets are never read from files; remove {key!r} and set "
                 "[registry] password_env to the NAME of an environment variable that holds it"
@@ -204,7 +216,9 @@ def _read_text(path: Path) -> str:
     try:
         return raw.decode("utf-8-sig")  # an editor's byte-order mark is not part of the TOML, as for requirements
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not a text file (byte {exc.start} is not UTF-8); bundler.toml must be TOML") from exc
+        raise ConfigError(
+            f"{path}: not a text file (byte {exc.start} is not UTF-8); bundler.toml must be TOML"
+        ) from exc
 
 
 def _parse(text: str, path: Path) -> dict[str, Any]:
@@ -213,13 +227,20 @@ def _parse(text: str, path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}; fix the syntax there") from exc
     except (RecursionError, MemoryError):
-        raise ConfigError(f"{path}: invalid TOML: values nested too deeply to read; "
-                          "a bundler.toml holds flat tables of short values") from None
+        raise ConfigError(
+            f"{path}: invalid TOML: values nested too deeply to read; a bundler.toml holds flat tables of short values"
+        ) from None
 
 
 def _type_name(kind: Any) -> str:
-    names = {str: "a string", int: "a whole number", list: "a list", bool: "true or false",
-             float: "a number", dict: "a table"}
+    names = {
+        str: "a string",
+        int: "a whole number",
+        list: "a list",
+        bool: "true or false",
+        float: "a number",
+        dict: "a table",
+    }
     return names.get(kind, getattr(kind, "__name__", str(kind)))
 
 
@@ -254,11 +275,11 @@ def _models(flags: Flags, document: _Document) -> tuple[ModelRef, ...]:
     else:
         refs, where = document.table("").get("models", []), document.where("", "models")
     if not refs:
-        raise ConfigError("no model: pass --model NAME:VERSION or set models = [\"NAME:VERSION\"] in bundler.toml")
+        raise ConfigError('no model: pass --model NAME:VERSION or set models = ["NAME:VERSION"] in bundler.toml')
     parsed = []
     for ref in refs:
         if not isinstance(ref, str):
-            raise ConfigError(f"{where}: each model must be a string like \"diabetes:1\", not {ref!r}")
+            raise ConfigError(f'{where}: each model must be a string like "diabetes:1", not {ref!r}')
         try:
             parsed.append(parse_ref(ref))
         except InputError as exc:
@@ -276,7 +297,9 @@ def _inference(flags: Flags, document: _Document, cwd: Path) -> tuple[Setting, S
     source_dir = _chosen(flags.source_directory, "--source-dir", cwd, document, "inference", "source_directory")
     entry = _chosen(flags.entry_script, "--entry-script", cwd, document, "inference", "entry_script")
     if entry is None:
-        raise ConfigError("no entry script: pass --entry-script score.py or set [inference] entry_script in bundler.toml")
+        raise ConfigError(
+            "no entry script: pass --entry-script score.py or set [inference] entry_script in bundler.toml"
+        )
     if source_dir is not None:
         entry = Setting(entry.value, entry.where, source_dir.path)
     return entry, source_dir
@@ -286,13 +309,16 @@ def _environment(flags: Flags, document: _Document, cwd: Path):
     requirements = _chosen(flags.requirements, "--requirements", cwd, document, "environment", "requirements")
     conda_file = document.setting("environment", "conda_file")
     if conda_file is not None:  # the key keeps its place for the conda builder to come
-        raise ConfigError(f"{conda_file.where}: conda environments are not supported yet; "
-                          "list pip packages in a requirements file and set requirements instead")
+        raise ConfigError(
+            f"{conda_file.where}: conda environments are not supported yet; "
+            "list pip packages in a requirements file and set requirements instead"
+        )
     python = document.setting("environment", "python") or Setting("3.11", "[environment] python", cwd)
     if not re.fullmatch(r"3\.[0-9]{1,2}", python.value):
-        raise ConfigError(f"{python.where}: python must look like \"3.11\", not {python.value!r}")
+        raise ConfigError(f'{python.where}: python must look like "3.11", not {python.value!r}')
     base_image = _chosen(flags.base_image, "--base-image", cwd, document, "environment", "base_image") or Setting(
-        f"python:{python.value}-slim", document.where("environment", "base_image"), cwd)
+        f"python:{python.value}-slim", document.where("environment", "base_image"), cwd
+    )
     if not IMAGE_PATTERN.fullmatch(base_image.value):
         raise ConfigError(
             f"{base_image.where}: {base_image.value!r} is not an image reference; use e.g. python:3.11-slim "
@@ -302,8 +328,13 @@ def _environment(flags: Flags, document: _Document, cwd: Path):
     platform = document.setting("environment", "platform")
     if platform is not None and platform.value not in PLATFORMS:
         raise ConfigError(f"{platform.where}: platform must be one of {', '.join(PLATFORMS)}")
-    return (requirements, python, base_image, bool(vendor and vendor.value),
-            platform.value if platform else PLATFORMS[0])
+    return (
+        requirements,
+        python,
+        base_image,
+        bool(vendor and vendor.value),
+        platform.value if platform else PLATFORMS[0],
+    )
 
 
 def _server(document: _Document) -> tuple[ServerSettings, str]:
@@ -323,7 +354,9 @@ def _registry(document: _Document) -> RegistryLogin | None:
         return None
     missing = [k for k in ("address", "username", "password_env") if k not in values]
     if missing:
-        raise ConfigError(f"{document.path}: [registry] needs {', '.join(missing)} (the password comes from password_env)")
+        raise ConfigError(
+            f"{document.path}: [registry] needs {', '.join(missing)} (the password comes from password_env)"
+        )
     if not HOST_PATTERN.fullmatch(values["address"]):
         raise ConfigError(f"{document.where('registry', 'address')}: {values['address']!r} is not a registry host name")
     if not ENV_NAME_PATTERN.fullmatch(values["password_env"]):
@@ -339,8 +372,9 @@ def _registry(document: _Document) -> RegistryLogin | None:
 # -- checks after reading ------------------------------------------------------------------
 
 
-def _check_files(entry: Setting, source_dir: Setting | None, requirements: Setting | None,
-                 template: Setting | None) -> None:
+def _check_files(
+    entry: Setting, source_dir: Setting | None, requirements: Setting | None, template: Setting | None
+) -> None:
     """Every file the config names exists and is the kind of file it must be."""
     if source_dir is not None and not source_dir.path.is_dir():
         raise ConfigError(f"{source_dir.where}: source directory {source_dir.path} not found or not a directory")
@@ -359,20 +393,22 @@ def _check_files(entry: Setting, source_dir: Setting | None, requirements: Setti
         raise ConfigError(f"{template.where}: Dockerfile template {template.path} not found")
 
 
-def _check_rules(base_image: Setting, python: Setting, vendor: bool, registry: RegistryLogin | None,
-                 document: _Document) -> None:
+def _check_rules(
+    base_image: Setting, python: Setting, vendor: bool, registry: RegistryLogin | None, document: _Document
+) -> None:
     """Rules that span tables."""
     image_python = re.search(r"(?:^|/)python:(3\.[0-9]{1,2})(?:[-.@]|$)", base_image.value)
     if vendor and image_python and image_python.group(1) != python.value:
         # Vendored wheels are built for one Python; the official images say theirs in the tag.
         raise ConfigError(
             f"{base_image.where}: {base_image.value} runs Python {image_python.group(1)}, but the wheels would be "
-            f"vendored for Python {python.value}; set [environment] python = \"{image_python.group(1)}\" so they match")
+            f'vendored for Python {python.value}; set [environment] python = "{image_python.group(1)}" so they match'
+        )
     address = registry_of(base_image.value)
     if registry is not None and registry.address != address:
         raise ConfigError(
             f"{document.where('registry', 'address')}: {registry.address!r} is not where the base image "
-            f"{base_image.value!r} comes from ({address}); set address = \"{address}\" or change base_image"
+            f'{base_image.value!r} comes from ({address}); set address = "{address}" or change base_image'
         )
 
 

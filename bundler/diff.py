@@ -79,9 +79,15 @@ def changes(bundle: Path, new: dict[str, FileEntry]) -> list[str]:
         except UnicodeDecodeError:
             out.append(f"binary file differs: {path}")
             continue
-        out.extend(line.rstrip("\n") for line in difflib.unified_diff(
-            old_text.splitlines(keepends=True), new_text.splitlines(keepends=True),
-            fromfile=f"{bundle.name}/{path}", tofile=f"save/{path}"))
+        out.extend(
+            line.rstrip("\n")
+            for line in difflib.unified_diff(
+                old_text.splitlines(keepends=True),
+                new_text.splitlines(keepends=True),
+                fromfile=f"{bundle.name}/{path}",
+                tofile=f"save/{path}",
+            )
+        )
     return out
 
 

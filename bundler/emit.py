@@ -91,10 +91,14 @@ def _open_source(entry: FileEntry):
         return open(content.path, "rb")
     except OSError as exc:
         if isinstance(content, RegistryBlob):
-            raise RegistryError(f"registry file {content.path} for {entry.path} cannot be read ({exc.strerror}); "
-                                "register the model again") from None
-        raise OutputError(f"cannot read {content.path} ({exc.strerror}); make it readable or leave it out "
-                          "of the bundle (.bundlerignore)") from None
+            raise RegistryError(
+                f"registry file {content.path} for {entry.path} cannot be read ({exc.strerror}); "
+                "register the model again"
+            ) from None
+        raise OutputError(
+            f"cannot read {content.path} ({exc.strerror}); make it readable or leave it out "
+            "of the bundle (.bundlerignore)"
+        ) from None
 
 
 def _write_file(path: Path, data: bytes, mode: int) -> None:
@@ -108,8 +112,9 @@ def _remove_leftovers(dest: Path) -> None:
         try:
             _remove_tree(leftover)
         except OSError as exc:
-            raise OutputError(f"cannot remove {leftover}, left by an earlier save ({exc.strerror}); "
-                              "delete it by hand") from None
+            raise OutputError(
+                f"cannot remove {leftover}, left by an earlier save ({exc.strerror}); delete it by hand"
+            ) from None
 
 
 def _remove_tree(path: Path) -> None:
@@ -130,8 +135,10 @@ def _discard_old_bundle(old: Path, dest: Path) -> None:
     try:
         _remove_tree(old)
     except OSError as exc:
-        raise OutputError(f"the bundle is saved to {dest}, but its old copy {old} cannot be removed "
-                          f"({exc.strerror}); delete it by hand") from None
+        raise OutputError(
+            f"the bundle is saved to {dest}, but its old copy {old} cannot be removed "
+            f"({exc.strerror}); delete it by hand"
+        ) from None
 
 
 def _swap_into_place(staging: Path, dest: Path) -> None:

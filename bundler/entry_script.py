@@ -38,9 +38,7 @@ def inspect(path: Path) -> EntryScriptInfo:
     except ValueError as exc:  # e.g. NUL bytes
         raise EntryScriptError(f"{path}: entry script is not Python source ({exc})") from None
 
-    defined = {
-        node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-    }
+    defined = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
     for required in ("init", "run"):
         if required not in defined:
             raise EntryScriptError(

@@ -168,32 +168,38 @@ class Manifest:
         return tuple((m.name, m.version) for m in self.models)
 
     def to_bytes(self) -> bytes:
-        return json_bytes({
-            "bundle_format": BUNDLE_FORMAT,
-            "generator": {"name": "bundler", "version": self.generator_version},
-            "inputs": {
-                "models": [
-                    {"ref": m.ref, "name": m.name, "version": m.version,
-                     "files": [{"path": p, "sha256": s, "size": n} for p, s, n in m.files]}
-                    for m in self.models
-                ],
-                "entry_script": self.entry_script,
-                "requirements_file": self.requirements_file,
-                "engine": self.engine,
-                "base_image": self.base_image,
-                "server": {
-                    "port": self.server.port,
-                    "workers": self.server.workers,
-                    "scoring_timeout": self.server.scoring_timeout,
-                    "max_request_bytes": self.server.max_request_bytes,
+        return json_bytes(
+            {
+                "bundle_format": BUNDLE_FORMAT,
+                "generator": {"name": "bundler", "version": self.generator_version},
+                "inputs": {
+                    "models": [
+                        {
+                            "ref": m.ref,
+                            "name": m.name,
+                            "version": m.version,
+                            "files": [{"path": p, "sha256": s, "size": n} for p, s, n in m.files],
+                        }
+                        for m in self.models
+                    ],
+                    "entry_script": self.entry_script,
+                    "requirements_file": self.requirements_file,
+                    "engine": self.engine,
+                    "base_image": self.base_image,
+                    "server": {
+                        "port": self.server.port,
+                        "workers": self.server.workers,
+                        "scoring_timeout": self.server.scoring_timeout,
+                        "max_request_bytes": self.server.max_request_bytes,
+                    },
+                    "vendor": self.vendor,
                 },
-                "vendor": self.vendor,
-            },
-            "files": {
-                path: {"mode": f"{r.mode:04o}", "size": r.size, "sha256": r.sha256}
-                for path, r in sorted(self.files.items())
-            },
-        })
+                "files": {
+                    path: {"mode": f"{r.mode:04o}", "size": r.size, "sha256": r.sha256}
+                    for path, r in sorted(self.files.items())
+                },
+            }
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Manifest:
@@ -215,10 +221,12 @@ class Manifest:
             requirements_file=_requirements_file(inputs.get("requirements_file", DEFAULT_REQUIREMENTS)),
             engine=_text(inputs.get("engine", "bundler"), "inputs.engine"),
             base_image=_text(inputs.get("base_image", ""), "inputs.base_image"),
-            server=ServerSettings(**{
-                key: _number(server.get(key, getattr(defaults, key)), f"inputs.server.{key}")
-                for key in ("port", "workers", "scoring_timeout", "max_request_bytes")
-            }),
+            server=ServerSettings(
+                **{
+                    key: _number(server.get(key, getattr(defaults, key)), f"inputs.server.{key}")
+                    for key in ("port", "workers", "scoring_timeout", "max_request_bytes")
+                }
+            ),
             vendor=bool(inputs.get("vendor", False)),
             files=files,
         )
@@ -290,8 +298,13 @@ def _model_record(value) -> ModelRecord:
     files = []
     for item in _list(model.get("files", []), "a model's files"):
         item = _table(item, "a model file")
-        files.append((_text(item.get("path"), "a model file's path"), _text(item.get("sha256"), "a model file's sha256"),
-                      _number(item.get("size"), "a model file's size")))
+        files.append(
+            (
+                _text(item.get("path"), "a model file's path"),
+                _text(item.get("sha256"), "a model file's sha256"),
+                _number(item.get("size"), "a model file's size"),
+            )
+        )
     return ModelRecord(name, version, tuple(files))
 
 
@@ -301,4 +314,3 @@ def _requirements_file(value) -> str:
     if path.parts[:1] != (ENVIRONMENT_DIR,) or ".." in path.parts or len(path.parts) < 2:
         raise ValueError(f"inputs.requirements_file {str(path)!r} is not a file under {ENVIRONMENT_DIR}/")
     return str(path)
-

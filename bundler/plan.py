@@ -231,9 +231,13 @@ def _model_record(model: ModelVersion) -> ModelRecord:
 
 def _model_files(models: tuple[StoredModel, ...]) -> tuple[FileEntry, ...]:
     return tuple(
-        FileEntry(f"{layout.model_folder(m.version.name, m.version.version)}/{f.path}", layout.FILE_MODE,
-                  RegistryBlob(blob, f.sha256))
-        for m in models for f, blob in zip(m.version.files, m.blobs)
+        FileEntry(
+            f"{layout.model_folder(m.version.name, m.version.version)}/{f.path}",
+            layout.FILE_MODE,
+            RegistryBlob(blob, f.sha256),
+        )
+        for m in models
+        for f, blob in zip(m.version.files, m.blobs)
     )
 
 
@@ -247,17 +251,23 @@ def _app_files(inputs: Inputs, entry_rel: str) -> tuple[FileEntry, ...]:
             f"{inputs.config.entry_script}: the entry script is left out of the source directory by a rule "
             f"(.bundlerignore, or a built-in one such as secrets); remove or negate the rule that matches {entry_rel}"
         )
-    return tuple(FileEntry(f"{layout.APP_DIR}/{f.path}", layout.EXEC_MODE if f.executable else layout.FILE_MODE,
-                           Copied(f.file)) for f in sources.files)
+    return tuple(
+        FileEntry(f"{layout.APP_DIR}/{f.path}", layout.EXEC_MODE if f.executable else layout.FILE_MODE, Copied(f.file))
+        for f in sources.files
+    )
 
 
 def _runtime_files(runtime: RuntimeFiles, engine: str) -> tuple[FileEntry, ...]:
-    package = tuple(FileEntry(f"{layout.RUNTIME_DIR}/{rel}", layout.FILE_MODE, Copied(path))
-                    for rel, path in runtime.files)
+    package = tuple(
+        FileEntry(f"{layout.RUNTIME_DIR}/{rel}", layout.FILE_MODE, Copied(path)) for rel, path in runtime.files
+    )
     requirements = runtime.requirements
     if engine == "azureml":
-        requirements = (b"# The reference Azure ML inference server, for an entry script that needs raw HTTP access.\n"
-                        + AZUREML_SERVER_REQUIREMENT.encode() + b"\n")
+        requirements = (
+            b"# The reference Azure ML inference server, for an entry script that needs raw HTTP access.\n"
+            + AZUREML_SERVER_REQUIREMENT.encode()
+            + b"\n"
+        )
     return package + (FileEntry(layout.RUNTIME_REQUIREMENTS, layout.FILE_MODE, Generated(requirements)),)
 
 

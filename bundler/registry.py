@@ -67,8 +67,7 @@ class ModelVersion:
 def validate_name(name: str, what: str = "model name") -> str:
     if not NAME_PATTERN.fullmatch(name):
         raise InputError(
-            f"invalid {what} {name!r}: use 1-255 characters from A-Z a-z 0-9 . _ -, "
-            "starting with a letter or digit"
+            f"invalid {what} {name!r}: use 1-255 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit"
         )
     return name
 
@@ -83,9 +82,7 @@ def parse_ref(text: str) -> ModelRef:
     if version is None:
         return ModelRef(name)
     if not version.isdigit() or int(version) < 1 or not version.isascii():
-        raise InputError(
-            f"invalid model reference {text!r}: the version must be a whole number from 1, e.g. {name}:1"
-        )
+        raise InputError(f"invalid model reference {text!r}: the version must be a whole number from 1, e.g. {name}:1")
     return ModelRef(name, int(version))
 
 

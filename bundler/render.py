@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import replace
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from bundler import layout
@@ -62,7 +62,7 @@ def exec_form(words) -> str:
     return json.dumps([str(w) for w in words])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _jinja(template_dir: str):
     from jinja2 import FileSystemLoader, StrictUndefined
     from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -99,8 +99,11 @@ def _template_line(exc: BaseException) -> int | None:
     """The template line an error came from: jinja2 rewrites tracebacks to point into the template."""
     import traceback
 
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == "<template>"
-              or f.filename.endswith(".jinja")]
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if f.filename == "<template>" or f.filename.endswith(".jinja")
+    ]
     return frames[-1].lineno if frames else None
 
 
@@ -117,8 +120,10 @@ def registry_login(image: ImageSpec) -> bytes:
         elif r.address == "docker.io":
             entry.update(credentials_required=False)
         else:
-            entry.update(credentials_required=None,
-                         note="no [registry] in bundler.toml: log in yourself if this registry is private")
+            entry.update(
+                credentials_required=None,
+                note="no [registry] in bundler.toml: log in yourself if this registry is private",
+            )
         registries.append(entry)
     return layout.json_bytes({"registries": registries})
 

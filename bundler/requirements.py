@@ -29,8 +29,10 @@ _ENV_REFERENCE = re.compile(r"\$\{[A-Za-z0-9_]+\}")
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _INCLUDE_OPTIONS = {"-r", "--requirement", "-c", "--constraint"}
 _EDITABLE = {"-e", "--editable"}
-LOCAL_FIX = ("the image build cannot see this machine's files; build a wheel (pip wheel), publish it to "
-             "your package index and require it by name and version")
+LOCAL_FIX = (
+    "the image build cannot see this machine's files; build a wheel (pip wheel), publish it to "
+    "your package index and require it by name and version"
+)
 
 
 class RequirementsError(InputError):
@@ -101,8 +103,13 @@ def parse(text: str) -> Parsed:
         hashed = hashed or bool(_HASH_OPTION.search(line))
         secret = _literal_credentials(line)
         if secret:
-            problems.append((number, f"a URL holds credentials ({secret}); a bundle never carries them: "
-                                     "write ${VARIABLE} in their place (pip expands it) and supply it at build time"))
+            problems.append(
+                (
+                    number,
+                    f"a URL holds credentials ({secret}); a bundle never carries them: "
+                    "write ${VARIABLE} in their place (pip expands it) and supply it at build time",
+                )
+            )
             continue
         if line.startswith("-"):
             _option(number, line, includes, problems, find_links)
@@ -115,8 +122,13 @@ def parse(text: str) -> Parsed:
     for number, comment in _comments(text):
         secret = _literal_credentials(comment)
         if secret:  # the file ships verbatim, comments too
-            problems.append((number, f"a comment holds a URL with credentials ({secret}); the file is copied "
-                                     "into the bundle as it is: remove them from the comment"))
+            problems.append(
+                (
+                    number,
+                    f"a comment holds a URL with credentials ({secret}); the file is copied "
+                    "into the bundle as it is: remove them from the comment",
+                )
+            )
     return Parsed(tuple(requirements), tuple(includes), tuple(sorted(problems)), tuple(find_links), hashed)
 
 
@@ -171,8 +183,11 @@ def _is_local(value: str) -> bool:
     lowered = first.lower()
     if lowered.startswith("file:") or first.startswith((".", "/", "~")):
         return True
-    return not _URL.match(first) and "@" not in first and (
-        "/" in first or "\\" in first or lowered.endswith((".whl", ".tar.gz", ".zip")))
+    return (
+        not _URL.match(first)
+        and "@" not in first
+        and ("/" in first or "\\" in first or lowered.endswith((".whl", ".tar.gz", ".zip")))
+    )
 
 
 def _literal_credentials(line: str) -> str | None:
@@ -214,12 +229,15 @@ def collect(top: Path, vendored: bool = False, strict: bool = True) -> Requireme
             number, option = parsed.local_find_links[0]
             raise RequirementsError(
                 f"{path}:{number}: {option} is a folder on this machine, which the image build cannot see; "
-                "save with --vendor (the bundle then carries the wheels found there) or publish them to an index")
+                "save with --vendor (the bundle then carries the wheels found there) or publish them to an index"
+            )
         direct = next((r for r in parsed.requirements if r.direct), None)
         if strict and vendored and direct is not None:
             raise RequirementsError(
                 f"{path}:{direct.line}: {direct.name} is fetched from its URL when the image is built, even from a "
-                "vendored bundle; require it by name and version (name==1.2.3) so its wheel ships, or save without --vendor")
+                "vendored bundle; require it by name and version (name==1.2.3) so its wheel ships, "
+                "or save without --vendor"
+            )
         files.append((rel, path))
         requirements.extend(parsed.requirements)
         hashed = hashed or parsed.hashed
@@ -227,8 +245,10 @@ def collect(top: Path, vendored: bool = False, strict: bool = True) -> Requireme
             included = posixpath.normpath(posixpath.join(posixpath.dirname(rel), include))
             problem = None
             if included.startswith(("../", "/")) or included == "..":
-                problem = (f"includes {include}, outside the folder of {top.name}; the bundle carries only "
-                           "requirement files in that folder or below: move it there")
+                problem = (
+                    f"includes {include}, outside the folder of {top.name}; the bundle carries only "
+                    "requirement files in that folder or below: move it there"
+                )
             elif not (path.parent / include).is_file():
                 problem = f"includes {include}, which is not a file; fix the path"
             if problem is None:

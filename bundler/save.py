@@ -102,5 +102,7 @@ def save(flags: config_module.Flags, home: Path, cwd: Path, outdir: Path, force:
     outdir = Path(cwd, outdir)
     with tempfile.TemporaryDirectory(prefix="bundler-save-") as scratch:
         prepared = prepare(flags, home, cwd, outdir, Path(scratch))
-        path = emit.write(outdir, prepared.entries, lambda records: render.manifest(prepared.plan, records), force=force)
+        path = emit.write(
+            outdir, prepared.entries, lambda records: render.manifest(prepared.plan, records), force=force
+        )
     return SaveResult(path, prepared)

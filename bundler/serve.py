@@ -23,8 +23,9 @@ class ServeCommand:
     notes: tuple[str, ...] = ()  # for the user, before the server starts
 
 
-def command(bundle: Path, port: int | None = None, workers: int | None = None, base_env=None,
-            host: str = "127.0.0.1") -> ServeCommand:
+def command(
+    bundle: Path, port: int | None = None, workers: int | None = None, base_env=None, host: str = "127.0.0.1"
+) -> ServeCommand:
     """The command and environment that run this bundle's server. Pure but for reading bundle.json."""
     bundle = Path(os.path.abspath(bundle))
     manifest = layout.read_manifest(bundle)
@@ -49,6 +50,7 @@ def command(bundle: Path, port: int | None = None, workers: int | None = None, b
 def same_version(pin: str, have: str) -> bool:
     """Whether an installed version satisfies `==pin` in the common cases: pip pads release
     numbers with zeros (==1.6 accepts 1.6.0). Anything fancier compares as written."""
+
     def release(version):
         parts = version.strip().lower().split(".")
         if not all(part.isdigit() for part in parts):

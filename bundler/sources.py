@@ -22,9 +22,21 @@ IGNORE_FILE = ".bundlerignore"
 
 # Build and tool litter: never useful inside an image.
 DEFAULT_IGNORES = (
-    ".hg/", ".svn/", "__pycache__/", "*.py[cod]", ".venv/", "venv/", ".mypy_cache/",
-    ".pytest_cache/", ".ipynb_checkpoints/", ".DS_Store", ".idea/", ".vscode/", ".tox/",
-    "*.egg-info/", IGNORE_FILE,
+    ".hg/",
+    ".svn/",
+    "__pycache__/",
+    "*.py[cod]",
+    ".venv/",
+    "venv/",
+    ".mypy_cache/",
+    ".pytest_cache/",
+    ".ipynb_checkpoints/",
+    ".DS_Store",
+    ".idea/",
+    ".vscode/",
+    ".tox/",
+    "*.egg-info/",
+    IGNORE_FILE,
     ".bundler-tmp-*/",  # a save in progress (or killed) beside an output folder
 )
 # Secrets: left out AND named in the output, so nobody ships a key by accident. Matched
@@ -32,11 +44,29 @@ DEFAULT_IGNORES = (
 # .git/ is here because its config can hold credentials in remote URLs. `credentials` is the
 # AWS credentials file; `!credentials/` keeps a code package of that name (credentials.py ships too).
 SECRET_IGNORES = (
-    "credentials", "!credentials/",  # first: the last matching rule wins, so nothing below is undone
+    "credentials",
+    "!credentials/",  # first: the last matching rule wins, so nothing below is undone
     ".git/",
-    ".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "id_rsa*", "id_dsa*", "id_ecdsa*",
-    "id_ed25519*", ".ssh/", ".aws/", ".azure/", ".netrc", ".pypirc", ".npmrc", ".git-credentials",
-    "**/.docker/config.json", "credentials.json", "*.kdbx",
+    ".env",
+    ".env.*",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    ".ssh/",
+    ".aws/",
+    ".azure/",
+    ".netrc",
+    ".pypirc",
+    ".npmrc",
+    ".git-credentials",
+    "**/.docker/config.json",
+    "credentials.json",
+    "*.kdbx",
 )
 
 
@@ -81,8 +111,13 @@ def select(source_dir: Path, exclude: tuple[Path, ...] = ()) -> SourceSelection:
     ignore_file = source_dir / IGNORE_FILE
     if ignore_file.is_file():
         user_rules = ignore_file.read_text(encoding="utf-8", errors="replace").splitlines()
-    found = walk(source_dir, f"the source directory {source_dir}", "or add it to .bundlerignore",
-                 ignored=_spec(DEFAULT_IGNORES + tuple(user_rules)), exclude=frozenset(p.resolve() for p in exclude))
+    found = walk(
+        source_dir,
+        f"the source directory {source_dir}",
+        "or add it to .bundlerignore",
+        ignored=_spec(DEFAULT_IGNORES + tuple(user_rules)),
+        exclude=frozenset(p.resolve() for p in exclude),
+    )
     files = tuple(SourceFile(rel, path, bool(path.stat().st_mode & 0o111)) for rel, path in found.files)
     return SourceSelection(files, found.skipped_secrets)
 
@@ -99,8 +134,7 @@ def walk(folder: Path, what: str, fix: str, ignored=None, exclude: frozenset[Pat
     secrets: list[str] = []
 
     def unreadable(exc: OSError) -> None:
-        raise SourceError(f"cannot read the folder {exc.filename} ({exc.strerror or exc}); "
-                          f"fix its permissions, {fix}")
+        raise SourceError(f"cannot read the folder {exc.filename} ({exc.strerror or exc}); fix its permissions, {fix}")
 
     for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable, followlinks=True):
         current = Path(dirpath)
@@ -123,8 +157,9 @@ def walk(folder: Path, what: str, fix: str, ignored=None, exclude: frozenset[Pat
                 if is_secret(target.relative_to(root).as_posix() + "/"):
                     secrets.append(rel)
                 elif target in _real_folders(folder, current):
-                    raise SourceError(f"{path}: symlink loop (it leads to {target}, which holds the link); "
-                                      f"remove the link, {fix}")
+                    raise SourceError(
+                        f"{path}: symlink loop (it leads to {target}, which holds the link); remove the link, {fix}"
+                    )
                 else:
                     kept_dirs.append(name)
             else:
@@ -157,8 +192,7 @@ def _link_target(path: Path, root: Path, what: str, fix: str) -> Path:
     try:
         target = path.resolve()
     except (RuntimeError, OSError):  # a loop: RuntimeError up to Python 3.12, OSError (ELOOP) after
-        raise SourceError(f"{path}: symlink loop (the link leads back to itself); "
-                          f"remove the link, {fix}") from None
+        raise SourceError(f"{path}: symlink loop (the link leads back to itself); remove the link, {fix}") from None
     if not target.is_relative_to(root):
         raise SourceError(f"{path}: symlink to {target}, outside {what}; copy the file in or remove the link, {fix}")
     if not target.exists():

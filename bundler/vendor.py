@@ -60,9 +60,19 @@ def _on_disk(entry: FileEntry, scratch: Path) -> Path:
 def download(requirement_files: tuple[Path, ...], python: str, platform: str, dest: Path) -> None:
     """pip-download every requirement (and its dependencies) as wheels into dest."""
     command = [
-        sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--quiet",
-        "--only-binary=:all:", "--implementation", "cp", "--python-version", python,
-        "--dest", str(dest),
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--disable-pip-version-check",
+        "--quiet",
+        "--only-binary=:all:",
+        "--implementation",
+        "cp",
+        "--python-version",
+        python,
+        "--dest",
+        str(dest),
     ]
     for tag in platform_tags(platform):
         command += ["--platform", tag]
@@ -82,4 +92,4 @@ def download(requirement_files: tuple[Path, ...], python: str, platform: str, de
 
 def _last_error_line(stderr: str) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip().startswith("ERROR:")]
-    return lines[-1][len("ERROR:"):].strip() if lines else ""
+    return lines[-1][len("ERROR:") :].strip() if lines else ""

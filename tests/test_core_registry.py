@@ -33,7 +33,11 @@ def test_models_list_and_show(cli, tmp_path):
     shown = cli("models", "show", "diabetes")  # no version: the latest
     sha = hashlib.sha256(b"weights").hexdigest()
     assert shown.output.splitlines() == [
-        "diabetes:2", "description: retrained", "tag: algo=ridge", f"{sha}             7  model.pkl"]
+        "diabetes:2",
+        "description: retrained",
+        "tag: algo=ridge",
+        f"{sha}             7  model.pkl",
+    ]
     assert cli("models", "show", "diabetes:1").output.splitlines()[0] == "diabetes:1"
 
 
@@ -99,8 +103,14 @@ def test_invalid_names_are_refused(tmp_path, name):
     assert not (tmp_path / "home" / "models").exists() or not any((tmp_path / "home" / "models").iterdir())
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("diabetes", ModelRef("diabetes")), ("diabetes:3", ModelRef("diabetes", 3)), ("a.b-c_d:10", ModelRef("a.b-c_d", 10))])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("diabetes", ModelRef("diabetes")),
+        ("diabetes:3", ModelRef("diabetes", 3)),
+        ("a.b-c_d:10", ModelRef("a.b-c_d", 10)),
+    ],
+)
 def test_parse_ref(text, expected):
     assert parse_ref(text) == expected
 
@@ -134,9 +144,14 @@ def test_concurrent_registers_get_distinct_versions(tmp_path):
     model = tmp_path / "m.bin"
     model.write_bytes(b"m" * 1000)
     home = tmp_path / "home"
-    code = "import sys; from bundler.registry import Registry; print(Registry(sys.argv[1]).register(sys.argv[2], 'same').version)"
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(home), str(model)], stdout=subprocess.PIPE, text=True)
-             for _ in range(6)]
+    code = (
+        "import sys; from bundler.registry import Registry; "
+        "print(Registry(sys.argv[1]).register(sys.argv[2], 'same').version)"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(home), str(model)], stdout=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
     versions = sorted(int(p.communicate()[0]) for p in procs)
     assert versions == [1, 2, 3, 4, 5, 6]
     assert Registry(home).versions("same") == [1, 2, 3, 4, 5, 6]

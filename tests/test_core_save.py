@@ -13,7 +13,6 @@ import venv
 from pathlib import Path
 
 import pytest
-
 from golden_tree import read_tree
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,10 +30,20 @@ def example(tmp_path, cli, monkeypatch):
     return work
 
 
-@pytest.mark.parametrize("name, image", [
-    ("diabetes", "diabetes"), ("My_Model.v2", "my_model.v2"), ("x__y", "x__y"), ("a--b", "a--b"),
-    ("A..B", "a-b"), ("model-", "model"), ("a_-b", "a-b"), ("m.", "m"), ("a___b", "a-b"),
-])
+@pytest.mark.parametrize(
+    "name, image",
+    [
+        ("diabetes", "diabetes"),
+        ("My_Model.v2", "my_model.v2"),
+        ("x__y", "x__y"),
+        ("a--b", "a--b"),
+        ("A..B", "a-b"),
+        ("model-", "model"),
+        ("a_-b", "a-b"),
+        ("m.", "m"),
+        ("a___b", "a-b"),
+    ],
+)
 def test_the_suggested_image_name_is_one_docker_accepts(name, image):
     from bundler.plan import image_name
 
@@ -74,7 +83,9 @@ def test_manifest_lists_every_other_file_exactly(example, cli):
         assert meta["mode"] == f"{path.stat().st_mode & 0o777:04o}"
     model = manifest["inputs"]["models"][0]
     assert model["ref"] == "diabetes:1"
-    assert model["files"] == [{"path": "model.pkl", "sha256": hashlib.sha256(b"stand-in model").hexdigest(), "size": 14}]
+    assert model["files"] == [
+        {"path": "model.pkl", "sha256": hashlib.sha256(b"stand-in model").hexdigest(), "size": 14}
+    ]
     assert manifest["generator"]["name"] == "bundler"
 
 
@@ -94,6 +105,7 @@ def _reversed_walk(real_walk):
             dirnames.reverse()
             filenames.reverse()
             yield dirpath, dirnames, filenames
+
     return walk
 
 
@@ -111,6 +123,7 @@ def test_same_inputs_same_bytes_whatever_the_host(tmp_path, cli, monkeypatch):
         monkeypatch.chdir(work)
         if attempt:
             import bundler.sources
+
             monkeypatch.setattr(bundler.sources.os, "walk", _reversed_walk(os.walk))
         old = os.umask(umask)
         try:
@@ -129,7 +142,8 @@ def test_same_inputs_same_bytes_whatever_the_host(tmp_path, cli, monkeypatch):
 def test_entry_script_is_never_executed(example, cli, tmp_path):
     marker = tmp_path / "executed"
     (example / "score.py").write_text(
-        f"open({str(marker)!r}, 'w').write('ran')\ndef init():\n    pass\ndef run(raw):\n    return raw\n")
+        f"open({str(marker)!r}, 'w').write('ran')\ndef init():\n    pass\ndef run(raw):\n    return raw\n"
+    )
     assert cli("save").exit_code == 0
     assert not marker.exists()
 
@@ -151,7 +165,8 @@ def test_output_inside_source_directory_is_not_copied_into_itself(tmp_path, cli,
 def test_azureml_raw_http_script_selects_the_reference_engine(example, cli):
     (example / "score.py").write_text(
         "from azureml.contrib.services.aml_response import AMLResponse\n"
-        "def init():\n    pass\ndef run(request):\n    return AMLResponse('ok', 200)\n")
+        "def init():\n    pass\ndef run(request):\n    return AMLResponse('ok', 200)\n"
+    )
     result = cli("save")
     assert "engine: azureml (the entry script imports azureml.contrib.services.aml_response" in result.output
     dockerfile = (example / "imagefiles" / "Dockerfile").read_text()
@@ -166,23 +181,38 @@ def test_azureml_raw_http_script_selects_the_reference_engine(example, cli):
 def test_templates_ship_inside_the_wheel(tmp_path):
     """A non-editable install, run from another folder, renders the same bundle."""
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", wheels, REPO],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", wheels, REPO],
+        check=True,
+        capture_output=True,
+    )
     wheel = next(wheels.glob("bundler-*.whl"))
     env_dir = tmp_path / "venv"
     venv.create(env_dir, system_site_packages=True, with_pip=False)
     python = env_dir / "bin" / "python"
     # --no-deps: click, jinja2 and pathspec come from this interpreter's site-packages.
-    subprocess.run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--quiet", wheel],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--quiet", wheel],
+        check=True,
+        capture_output=True,
+    )
     elsewhere = tmp_path / "elsewhere"
     shutil.copytree(EXAMPLE, elsewhere)
     (elsewhere / "model.pkl").write_bytes(b"m")
     env = {**os.environ, "BUNDLER_HOME": str(tmp_path / "home")}
-    run = lambda *a: subprocess.run([python, "-m", "bundler", *a], cwd=elsewhere, env=env,  # noqa: E731
-                                    check=True, capture_output=True, text=True)
-    check = subprocess.run([python, "-c", "import bundler, sys; print(bundler.__file__)"], cwd=elsewhere,
-                           capture_output=True, text=True, check=True)
+
+    def run(*args):
+        return subprocess.run(
+            [python, "-m", "bundler", *args], cwd=elsewhere, env=env, check=True, capture_output=True, text=True
+        )
+
+    check = subprocess.run(
+        [python, "-c", "import bundler, sys; print(bundler.__file__)"],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert str(env_dir) in check.stdout, "the wheel, not the source tree, must be imported"
     assert run("register", "model.pkl", "--name", "diabetes").stdout.strip() == "diabetes:1"
     run("save")
@@ -208,6 +238,9 @@ def test_dockerignore_keeps_every_model_and_app_file(tmp_path, cli, monkeypatch)
     out = tmp_path / "out"
     ignored = pathspec.GitIgnoreSpec.from_lines((out / ".dockerignore").read_text().splitlines())
     shipped = [p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()]
-    assert {"azureml-models/m/1/mdl/weights.pyc", "azureml-models/m/1/mdl/__pycache__/code.cpython-311.pyc",
-            "azureml-app/sauce.pyc"} <= set(shipped)
+    assert {
+        "azureml-models/m/1/mdl/weights.pyc",
+        "azureml-models/m/1/mdl/__pycache__/code.cpython-311.pyc",
+        "azureml-app/sauce.pyc",
+    } <= set(shipped)
     assert sorted(p for p in shipped if ignored.match_file(p)) == ["README.md", "bundle.json", "registry-login.json"]

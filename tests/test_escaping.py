@@ -18,12 +18,15 @@ def unquote(raw: str) -> str:
     return "".join(out)
 
 
-@pytest.mark.parametrize("value, rendered", [
-    ('say "hi"', '"say \\"hi\\""'),
-    ("$HOME and ${PATH}", '"\\$HOME and \\${PATH}"'),
-    ("ends with a backslash\\", '"ends with a backslash\\\\"'),
-    ("plain", '"plain"'),
-])
+@pytest.mark.parametrize(
+    "value, rendered",
+    [
+        ('say "hi"', '"say \\"hi\\""'),
+        ("$HOME and ${PATH}", '"\\$HOME and \\${PATH}"'),
+        ("ends with a backslash\\", '"ends with a backslash\\\\"'),
+        ("plain", '"plain"'),
+    ],
+)
 def test_quoted_escapes_quotes_dollars_and_backslashes(value, rendered):
     assert quoted(value) == rendered
     parsed = buildkit.parse_string(f"FROM scratch\nENV KEY={rendered}\nLABEL after=1\n")
@@ -95,7 +98,8 @@ def test_user_template_runs_sandboxed(tmp_path, cli, monkeypatch):
     (tmp_path / "m.bin").write_bytes(b"m")
     (tmp_path / "evil.jinja").write_text(
         '{% extends "Dockerfile.jinja" %}{% block header %}'
-        "{{ plan.__class__.__init__.__globals__['os'].system('touch pwned') }}{% endblock %}")
+        "{{ plan.__class__.__init__.__globals__['os'].system('touch pwned') }}{% endblock %}"
+    )
     (tmp_path / "bundler.toml").write_text('[dockerfile]\ntemplate = "evil.jinja"\n')
     monkeypatch.chdir(tmp_path)
     cli("register", "m.bin", "--name", "m")
@@ -107,8 +111,9 @@ def test_user_template_runs_sandboxed(tmp_path, cli, monkeypatch):
 def test_user_template_undefined_name_is_an_error(tmp_path, cli, monkeypatch):
     (tmp_path / "score.py").write_text("def init():\n    pass\ndef run(raw):\n    return raw\n")
     (tmp_path / "m.bin").write_bytes(b"m")
-    (tmp_path / "t.jinja").write_text('{% extends "Dockerfile.jinja" %}{% block extra_setup %}'
-                                      "RUN echo {{ plan.no_such_field }}{% endblock %}")
+    (tmp_path / "t.jinja").write_text(
+        '{% extends "Dockerfile.jinja" %}{% block extra_setup %}RUN echo {{ plan.no_such_field }}{% endblock %}'
+    )
     (tmp_path / "bundler.toml").write_text('[dockerfile]\ntemplate = "t.jinja"\n')
     monkeypatch.chdir(tmp_path)
     cli("register", "m.bin", "--name", "m")

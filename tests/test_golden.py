@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from golden_tree import GOLDEN_ROOT, GoldenTreeExtension, read_tree
 
 from bundler import layout
@@ -66,11 +65,17 @@ def test_the_bundles_runtime_is_a_verbatim_copy_of_bundler_runtime(tmp_path, cli
     """What the golden trees leave out, checked once: every file of the package, byte for
     byte, no cache, and each listed in bundle.json with its digest."""
     out = save_case("one_model", tmp_path / "one_model", cli, monkeypatch)
-    shipped = {path[len(RUNTIME_PACKAGE):]: data for path, (_, data) in read_tree(out).items()
-               if path.startswith(RUNTIME_PACKAGE)}
+    shipped = {
+        path[len(RUNTIME_PACKAGE) :]: data
+        for path, (_, data) in read_tree(out).items()
+        if path.startswith(RUNTIME_PACKAGE)
+    }
     package = RUNTIME_SOURCE / layout.RUNTIME_PACKAGE
-    source = {path.relative_to(package).as_posix(): path.read_bytes() for path in package.rglob("*")
-              if path.is_file() and "__pycache__" not in path.parts}
+    source = {
+        path.relative_to(package).as_posix(): path.read_bytes()
+        for path in package.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
     assert shipped == source and "server.py" in shipped
     listed = layout.read_manifest(out).files
     assert all(f"{RUNTIME_PACKAGE}{name}" in listed for name in shipped)
@@ -84,8 +89,9 @@ def test_every_golden_tree_has_a_case():
 
 def test_a_one_line_template_change_fails_the_golden_comparison(tmp_path, cli, monkeypatch):
     """The goldens must notice an edited comment, not only edited instructions."""
-    from bundler import render
     from golden_tree import serialize_tree
+
+    from bundler import render
 
     templates = tmp_path / "templates"
     shutil.copytree(render.templates_dir(), templates)

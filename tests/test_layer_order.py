@@ -51,6 +51,6 @@ def test_only_root_setup_user_and_command_follow_the_app(path):
     """Editing the entry script rebuilds the app layer and these few lines, never a setting."""
     _, final = stages(path)
     app = next(i for i, c in enumerate(final) if c.cmd == "COPY" and copy_sources(c) == ("azureml-app/",))
-    after = [c.cmd for c in final[app + 1:]]
+    after = [c.cmd for c in final[app + 1 :]]
     assert after[-2:] == ["USER", "CMD"], after
     assert set(after[:-2]) <= {"RUN"}, after  # the extra_setup block, as root

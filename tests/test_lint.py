@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from lint import assert_clean, hadolint
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"

@@ -15,8 +15,9 @@ from bundler.registry import ModelRef, Registry
 
 def bundler(*args, cwd, home, **kwargs):
     env = {**os.environ, "BUNDLER_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "bundler", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "bundler", *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, **kwargs
+    )
 
 
 def assert_every_version_whole(home: Path) -> None:
@@ -32,8 +33,16 @@ def assert_every_version_whole(home: Path) -> None:
 def test_eight_concurrent_registers_get_eight_versions(tmp_path):
     (tmp_path / "m.bin").write_bytes(os.urandom(1 << 16))
     env = {**os.environ, "BUNDLER_HOME": str(tmp_path / "home")}
-    processes = [subprocess.Popen([sys.executable, "-m", "bundler", "register", "m.bin", "--name", "race"],
-                                  cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True) for _ in range(8)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bundler", "register", "m.bin", "--name", "race"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
     printed = sorted(p.communicate()[0].strip() for p in processes)
     assert all(p.returncode == 0 for p in processes)
     assert printed == sorted(f"race:{n}" for n in range(1, 9))
@@ -48,8 +57,13 @@ def test_register_killed_at_any_moment_leaves_no_half_version(tmp_path):
     home = tmp_path / "home"
     env = {**os.environ, "BUNDLER_HOME": str(home)}
     for delay in (0.05, 0.2, 0.5, 0.9, 1.4):
-        process = subprocess.Popen([sys.executable, "-m", "bundler", "register", "big.bin", "--name", "big"],
-                                   cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bundler", "register", "big.bin", "--name", "big"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(delay)
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -86,8 +100,10 @@ def test_registering_again_repairs_a_corrupt_blob(tmp_path):
     (tmp_path / "m.bin").write_bytes(b"the real weights")
     home = tmp_path / "home"
     registry = Registry(home)
-    for damage in (lambda p: p.write_bytes(p.read_bytes() + b"junk"),  # appended bytes
-                   lambda p: p.write_bytes(b"the real weightz")):  # same size, one byte flipped
+    for damage in (
+        lambda p: p.write_bytes(p.read_bytes() + b"junk"),  # appended bytes
+        lambda p: p.write_bytes(b"the real weightz"),
+    ):  # same size, one byte flipped
         assert bundler("register", "m.bin", "--name", "m", cwd=tmp_path, home=home).returncode == 0
         path = registry.blob_path(registry.resolve(ModelRef("m")).files[0].sha256)
         os.chmod(path, 0o644)

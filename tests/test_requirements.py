@@ -9,15 +9,18 @@ import pytest
 from bundler.requirements import RequirementsError, collect, parse
 
 
-@pytest.mark.parametrize("line, name, pin", [
-    ("numpy==2.4.6", "numpy", "2.4.6"),
-    ("scikit-learn[extra] == 1.9.1 ; python_version >= '3.9'", "scikit-learn", "1.9.1"),
-    ("foo===1.0 --hash=sha256:abc", "foo", "1.0"),
-    ("requests>=2", "requests", None),
-    ("six", "six", None),
-    ("pandas==2.*", "pandas", None),
-    ("torch~=2.1", "torch", None),
-])
+@pytest.mark.parametrize(
+    "line, name, pin",
+    [
+        ("numpy==2.4.6", "numpy", "2.4.6"),
+        ("scikit-learn[extra] == 1.9.1 ; python_version >= '3.9'", "scikit-learn", "1.9.1"),
+        ("foo===1.0 --hash=sha256:abc", "foo", "1.0"),
+        ("requests>=2", "requests", None),
+        ("six", "six", None),
+        ("pandas==2.*", "pandas", None),
+        ("torch~=2.1", "torch", None),
+    ],
+)
 def test_a_requirement_is_pinned_only_by_one_exact_version(line, name, pin):
     (requirement,) = parse(line + "\n").requirements
     assert (requirement.name, requirement.pin, requirement.pinned) == (name, pin, pin is not None)
@@ -32,51 +35,71 @@ def test_comments_and_continuations_are_read_as_pip_reads_them():
 def test_direct_references_are_fixed_by_their_address():
     parsed = parse("bar @ https://example.com/bar-1.0-py3-none-any.whl\nhttps://example.com/baz-2.0.tar.gz\n")
     assert [(r.name, r.direct, r.pinned) for r in parsed.requirements] == [
-        ("bar", True, True), ("https://example.com/baz-2.0.tar.gz", True, True)]
+        ("bar", True, True),
+        ("https://example.com/baz-2.0.tar.gz", True, True),
+    ]
 
 
 def test_included_files_in_every_spelling():
-    text = "-r base.txt\n--requirement=more/other.txt\n-rshort.txt\n-c pins.txt\n--constraint pins2.txt\n" \
-           "-r https://example.com/remote.txt\n"
+    text = (
+        "-r base.txt\n--requirement=more/other.txt\n-rshort.txt\n-c pins.txt\n--constraint pins2.txt\n"
+        "-r https://example.com/remote.txt\n"
+    )
     assert parse(text).includes == (
-        (1, "base.txt"), (2, "more/other.txt"), (3, "short.txt"), (4, "pins.txt"), (5, "pins2.txt"))
+        (1, "base.txt"),
+        (2, "more/other.txt"),
+        (3, "short.txt"),
+        (4, "pins.txt"),
+        (5, "pins2.txt"),
+    )
 
 
-@pytest.mark.parametrize("line, expected", [
-    ("./localpkg", "./localpkg is a path on this machine"),
-    ("/abs/pkg", "/abs/pkg is a path on this machine"),
-    ("dist/pkg-1.0-py3-none-any.whl", "dist/pkg-1.0-py3-none-any.whl is a path on this machine"),
-    ("baz @ file:///home/me/baz.whl", "baz @ file:///home/me/baz.whl is a path on this machine"),
-    ("-e .", "-e . installs a folder on this machine"),
-    ("--editable ./src/pkg", "-e ./src/pkg installs a folder on this machine"),
-])
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("./localpkg", "./localpkg is a path on this machine"),
+        ("/abs/pkg", "/abs/pkg is a path on this machine"),
+        ("dist/pkg-1.0-py3-none-any.whl", "dist/pkg-1.0-py3-none-any.whl is a path on this machine"),
+        ("baz @ file:///home/me/baz.whl", "baz @ file:///home/me/baz.whl is a path on this machine"),
+        ("-e .", "-e . installs a folder on this machine"),
+        ("--editable ./src/pkg", "-e ./src/pkg installs a folder on this machine"),
+    ],
+)
 def test_paths_on_this_machine_are_problems(line, expected):
     (problem,) = parse(line + "\n").problems
     assert problem[0] == 1 and problem[1].startswith(expected) and "build a wheel" in problem[1]
 
 
 def test_remote_editables_and_urls_are_fine():
-    parsed = parse("-e git+https://github.com/x/y.git#egg=y\n-f https://example.com/wheels/\n"
-                   "--index-url https://pypi.example/simple\n")
+    parsed = parse(
+        "-e git+https://github.com/x/y.git#egg=y\n-f https://example.com/wheels/\n"
+        "--index-url https://pypi.example/simple\n"
+    )
     assert parsed.problems == () and parsed.local_find_links == ()
 
 
-@pytest.mark.parametrize("line, shown", [
-    ("--index-url https://me:hunter2@pypi.example/simple", "me:****"),
-    ("--extra-index-url=https://me:hunter2@pypi.example/simple", "me:****"),
-    ("pkg @ https://ghp_tokenhunter2@github.com/x/pkg.whl", "****"),
-    ("-i https://${USER}:hunter2@pypi.example/simple", "${USER}:****"),
-])
+@pytest.mark.parametrize(
+    "line, shown",
+    [
+        ("--index-url https://me:hunter2@pypi.example/simple", "me:****"),
+        ("--extra-index-url=https://me:hunter2@pypi.example/simple", "me:****"),
+        ("pkg @ https://ghp_tokenhunter2@github.com/x/pkg.whl", "****"),
+        ("-i https://${USER}:hunter2@pypi.example/simple", "${USER}:****"),
+    ],
+)
 def test_credentials_in_a_url_are_refused_and_never_repeated(line, shown):
     (problem,) = parse(line + "\n").problems
     assert f"a URL holds credentials ({shown})" in problem[1]
     assert "hunter2" not in problem[1]
 
 
-@pytest.mark.parametrize("text, line", [
-    ("# old: --index-url https://me:hunter2@pypi.corp/simple\nnumpy==2.4.6\n", 1),
-    ("six==1.17.0\nnumpy==2.4.6  # from https://me:hunter2@pypi.corp/simple\n", 2),
-])
+@pytest.mark.parametrize(
+    "text, line",
+    [
+        ("# old: --index-url https://me:hunter2@pypi.corp/simple\nnumpy==2.4.6\n", 1),
+        ("six==1.17.0\nnumpy==2.4.6  # from https://me:hunter2@pypi.corp/simple\n", 2),
+    ],
+)
 def test_credentials_in_a_comment_are_refused_too(text, line):
     # The file ships verbatim, so a comment would carry them into the bundle.
     (problem,) = parse(text).problems
@@ -84,8 +107,14 @@ def test_credentials_in_a_comment_are_refused_too(text, line):
     assert "hunter2" not in problem[1]
 
 
-@pytest.mark.parametrize("text", ["pkg @ git+ssh://git@github.com/o/r.git\n", "-e git+ssh://git@github.com/o/r.git#egg=r\n",
-                                  "numpy==2.4.6\n# was: git+ssh://git@github.com/o/r.git\n"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "pkg @ git+ssh://git@github.com/o/r.git\n",
+        "-e git+ssh://git@github.com/o/r.git#egg=r\n",
+        "numpy==2.4.6\n# was: git+ssh://git@github.com/o/r.git\n",
+    ],
+)
 def test_an_ssh_user_name_is_not_a_credential(text):
     assert parse(text).problems == ()
 
@@ -137,8 +166,11 @@ def test_save_ships_included_files_where_the_includes_find_them(project, cli):
     (project / "env" / "unrelated.txt").write_text("not included, not shipped\n")
     result = cli("save", "out", "--model", "m", "--entry-script", "score.py", "--requirements", "env/requirements.txt")
     assert result.exit_code == 0, result.output
-    shipped = sorted(p.relative_to(project / "out/environment").as_posix()
-                     for p in (project / "out/environment").rglob("*") if p.is_file())
+    shipped = sorted(
+        p.relative_to(project / "out/environment").as_posix()
+        for p in (project / "out/environment").rglob("*")
+        if p.is_file()
+    )
     assert shipped == ["base.txt", "constraints/pins.txt", "requirements.txt"]
     assert (project / "out/environment/base.txt").read_text() == "numpy==2.4.6\n"
     manifest = json.loads((project / "out/bundle.json").read_text())
@@ -163,8 +195,9 @@ def test_vendoring_fixes_every_version_so_there_is_no_note(project, cli, monkeyp
 
     monkeypatch.setattr("bundler.vendor.download", no_download)
     (project / "requirements.txt").write_text("-f ./local-wheels\nsix\n")
-    result = cli("save", "out", "--model", "m", "--entry-script", "score.py", "--requirements", "requirements.txt",
-                 "--vendor")
+    result = cli(
+        "save", "out", "--model", "m", "--entry-script", "score.py", "--requirements", "requirements.txt", "--vendor"
+    )
     assert result.exit_code == 0, result.output
     assert "note: not pinned" not in result.output
 
@@ -174,8 +207,10 @@ def test_serve_checks_the_requirements_of_included_files(project, cli):
 
     (project / "requirements.txt").write_text("-r base.txt\n")
     (project / "base.txt").write_text("surely-not-installed-pkg==1.0\n")
-    assert cli("save", "out", "--model", "m", "--entry-script", "score.py",
-               "--requirements", "requirements.txt").exit_code == 0
+    assert (
+        cli("save", "out", "--model", "m", "--entry-script", "score.py", "--requirements", "requirements.txt").exit_code
+        == 0
+    )
     assert "surely-not-installed-pkg" in missing_requirements(project / "out")
 
 
@@ -186,13 +221,16 @@ def test_a_byte_order_mark_does_not_hide_the_first_line(tmp_path):
     assert [path for path, _ in found.files] == ["requirements.txt", "base.txt"]
 
 
-@pytest.mark.parametrize("text, hashed", [
-    ("six==1.17.0 --hash=sha256:abc\n", True),
-    ("six==1.17.0 \\\n    --hash=sha256:abc\n", True),
-    ("--require-hashes\nsix==1.17.0\n", True),
-    ("six==1.17.0\n# --hash=sha256:abc in a comment\n", False),
-    ("hashlib-tools==1.0\n", False),
-])
+@pytest.mark.parametrize(
+    "text, hashed",
+    [
+        ("six==1.17.0 --hash=sha256:abc\n", True),
+        ("six==1.17.0 \\\n    --hash=sha256:abc\n", True),
+        ("--require-hashes\nsix==1.17.0\n", True),
+        ("six==1.17.0\n# --hash=sha256:abc in a comment\n", False),
+        ("hashlib-tools==1.0\n", False),
+    ],
+)
 def test_hashes_are_noticed(text, hashed):
     assert parse(text).hashed is hashed
 

@@ -43,8 +43,10 @@ def test_hand_edited_bundle_is_refused_with_the_list(project, cli):
     before = snapshot(project / "out")
     result = save(cli)
     assert result.exit_code == 1
-    assert ("has hand edits that saving would lose (edited: Dockerfile; deleted: README.md; added: notes.md)"
-            in result.output)
+    assert (
+        "has hand edits that saving would lose (edited: Dockerfile; deleted: README.md; added: notes.md)"
+        in result.output
+    )
     assert snapshot(project / "out") == before
 
 
@@ -95,8 +97,9 @@ def test_disk_full_mid_save_leaves_the_old_bundle(project, cli, monkeypatch):
     monkeypatch.setattr(emit, "_write_file", failing)
     result = save(cli)
     assert result.exit_code == 1
-    assert result.output.strip() == (f"bundler: error: cannot write the bundle to {project / 'out'}: "
-                                     "No space left on device; nothing was changed")
+    assert result.output.strip() == (
+        f"bundler: error: cannot write the bundle to {project / 'out'}: No space left on device; nothing was changed"
+    )
     assert snapshot(project / "out") == before and no_leftovers(project)
 
 
@@ -130,8 +133,10 @@ def test_an_unreadable_source_file_is_named(project, cli, monkeypatch):
     monkeypatch.setattr(emit, "open", denied, raising=False)
     result = save(cli)
     assert result.exit_code == 1
-    assert result.output.strip() == (f"bundler: error: cannot read {project / 'score.py'} (Permission denied); "
-                                     "make it readable or leave it out of the bundle (.bundlerignore)")
+    assert result.output.strip() == (
+        f"bundler: error: cannot read {project / 'score.py'} (Permission denied); "
+        "make it readable or leave it out of the bundle (.bundlerignore)"
+    )
     assert not (project / "out").exists() and no_leftovers(project)
 
 
@@ -140,7 +145,9 @@ def test_a_missing_registry_file_names_the_model_file(project, cli, isolated_hom
     blob.unlink()
     result = save(cli)
     assert result.exit_code == 1
-    assert f"registry file {blob} for azureml-models/m/1/m.bin cannot be read (No such file or directory)" in result.output
+    assert (
+        f"registry file {blob} for azureml-models/m/1/m.bin cannot be read (No such file or directory)" in result.output
+    )
     assert "register the model again" in result.output and not (project / "out").exists()
 
 
@@ -186,8 +193,9 @@ def test_a_read_only_tree_is_removed_by_its_owner(tmp_path):
 
     work = Path(tempfile.mkdtemp(prefix="bundler-owner-"))
     try:
-        shutil.copytree(Path(__file__).resolve().parents[1] / "bundler", work / "bundler",
-                        ignore=shutil.ignore_patterns("runtime"))
+        shutil.copytree(
+            Path(__file__).resolve().parents[1] / "bundler", work / "bundler", ignore=shutil.ignore_patterns("runtime")
+        )
         scratch = work / "scratch"
         scratch.mkdir()
         argv = [sys.executable, "-c", REMOVE_AS_OWNER, str(work), str(scratch)]
@@ -239,8 +247,13 @@ def test_sigkill_at_any_moment_leaves_a_whole_bundle(project, cli):
     timings = []
     for delay in (0.05, 0.2, 0.4, 0.7, 1.0, 1.5):
         (project / "score.py").write_text(f"def init():\n    pass\ndef run(raw):\n    return {delay!r}\n")
-        process = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT], cwd=project, env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [sys.executable, "-c", KILL_SCRIPT],
+            cwd=project,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(delay)
         process.send_signal(signal.SIGKILL)
         process.wait()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+
 import pytest
 
 from bundler.errors import BundlerError
@@ -29,6 +30,7 @@ def bundle(tmp_path, cli, monkeypatch):
         result = cli("save", "out", *[f"--model={m}" for m in models], "--entry-script", "score.py")
         assert result.exit_code == 0, result.output
         return tmp_path / "out"
+
     return make
 
 
@@ -46,14 +48,21 @@ def test_command_sets_the_containers_environment(bundle):
     assert command(out, base_env={}, host="0.0.0.0").env["BUNDLER_HOST"] == "0.0.0.0"
 
 
-@pytest.mark.parametrize("inputs", ['{"models": [1], "entry_script": "score.py"}',
-                                    '{"models": [{"name": "a"}], "entry_script": "score.py"}',
-                                    '{"models": [{"name": "a", "version": 1}], "entry_script": 7}',
-                                    '{"models": [{"name": "a", "version": 1}], "entry_script": "s.py", "server": 5}'])
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        '{"models": [1], "entry_script": "score.py"}',
+        '{"models": [{"name": "a"}], "entry_script": "score.py"}',
+        '{"models": [{"name": "a", "version": 1}], "entry_script": 7}',
+        '{"models": [{"name": "a", "version": 1}], "entry_script": "s.py", "server": 5}',
+    ],
+)
 def test_a_manifest_with_malformed_inputs_is_one_line(bundle, inputs):
     out = bundle("alpha:1")
     (out / "bundle.json").write_text('{"files": {}, "inputs": ' + inputs + "}")
-    with pytest.raises(BundlerError, match=r"bundle.json: not a readable bundle manifest \(.+\); save the bundle again"):
+    with pytest.raises(
+        BundlerError, match=r"bundle.json: not a readable bundle manifest \(.+\); save the bundle again"
+    ):
         command(out)
 
 
@@ -62,8 +71,9 @@ def test_the_reference_engine_is_started_by_the_launcher_and_its_address_is_said
     out = bundle("alpha:1")
     cmd = command(out, base_env={})
     assert cmd.argv == (sys.executable, "-m", "bundler_runtime.reference")
-    assert cmd.notes == ("note: engine azureml: the reference server listens on every interface (0.0.0.0), "
-                         "not 127.0.0.1",)
+    assert cmd.notes == (
+        "note: engine azureml: the reference server listens on every interface (0.0.0.0), not 127.0.0.1",
+    )
 
 
 def test_several_models_share_the_models_folder(bundle, cli):
@@ -90,10 +100,19 @@ def test_missing_requirements_are_named(bundle, cli):
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("pin, have, same", [
-    ("1.6", "1.6.0", True), ("1.6.0", "1.6", True), ("2", "2.0.0", True), ("1.6", "1.6.1", False),
-    ("1.10", "1.1", False), ("2.0rc1", "2.0rc1", True), ("2.0rc1", "2.0", False), ("1.0", "1.0.post1", False),
-])
+@pytest.mark.parametrize(
+    "pin, have, same",
+    [
+        ("1.6", "1.6.0", True),
+        ("1.6.0", "1.6", True),
+        ("2", "2.0.0", True),
+        ("1.6", "1.6.1", False),
+        ("1.10", "1.1", False),
+        ("2.0rc1", "2.0rc1", True),
+        ("2.0rc1", "2.0", False),
+        ("1.0", "1.0.post1", False),
+    ],
+)
 def test_pins_compare_as_pip_compares_them(pin, have, same):
     assert same_version(pin, have) is same
 
@@ -111,14 +130,18 @@ def test_serve_answers_score(bundle):
 
     out = bundle("alpha:1")
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "bundler", "serve", str(out), "--port", str(port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bundler", "serve", str(out), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                request = urllib.request.Request(f"http://127.0.0.1:{port}/score", data=b'{"x": 1}',
-                                                 headers={"Content-Type": "application/json"})
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/score", data=b'{"x": 1}', headers={"Content-Type": "application/json"}
+                )
                 with urllib.request.urlopen(request, timeout=5) as response:
                     assert json.loads(response.read()) == {"got": {"x": 1}}
                 break

@@ -44,14 +44,27 @@ def test_a_link_to_a_secret_is_skipped_and_named(cli, tmp_path):
     result = save_src(cli, tmp_path)
     assert result.exit_code == 0, result.output
     assert {"skipped: settings.txt", "skipped: key.txt", "skipped: .env", "skipped: .ssh/"} <= {
-        " ".join(line.split()[:2]) for line in result.output.splitlines()}
+        " ".join(line.split()[:2]) for line in result.output.splitlines()
+    }
     for path in (tmp_path / "out").rglob("*"):
         assert not path.is_file() or SECRET.encode() not in path.read_bytes(), f"the secret leaked into {path}"
 
 
-@pytest.mark.parametrize("rel", ["keys/SERVER.PEM", "tls.KEY", ".ENV", "sub/.docker/config.json", "credentials",
-                                 "home/.AWS/credentials", "pkg/credentials", "credentials/credentials",
-                                 "credentials/server.pem", "credentials/.git/config"])  # such a folder still holds secrets
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "keys/SERVER.PEM",
+        "tls.KEY",
+        ".ENV",
+        "sub/.docker/config.json",
+        "credentials",
+        "home/.AWS/credentials",
+        "pkg/credentials",
+        "credentials/credentials",
+        "credentials/server.pem",
+        "credentials/.git/config",
+    ],
+)  # such a folder still holds secrets
 def test_secret_names_in_any_case_and_at_any_depth_are_skipped(tmp_path, rel):
     write(tmp_path / "src" / rel, SECRET)
     write(tmp_path / "src" / "ok.py")
@@ -63,8 +76,12 @@ def test_secret_names_in_any_case_and_at_any_depth_are_skipped(tmp_path, rel):
 def test_ordinary_code_named_like_a_secret_still_ships(tmp_path):
     for rel in ("credentials.py", "credentials/__init__.py", "auth/credentials_store.py", "docker/config.json"):
         write(tmp_path / "src" / rel)
-    assert shipped(tmp_path / "src") == ["auth/credentials_store.py", "credentials.py", "credentials/__init__.py",
-                                         "docker/config.json"]
+    assert shipped(tmp_path / "src") == [
+        "auth/credentials_store.py",
+        "credentials.py",
+        "credentials/__init__.py",
+        "docker/config.json",
+    ]
 
 
 def test_registering_a_folder_leaves_its_secrets_out_and_names_them(tmp_path):
@@ -84,14 +101,21 @@ def test_register_names_the_secrets_it_left_out_on_stderr(tmp_path):
     write(tmp_path / "mdl" / "w.bin", "weights")
     write(tmp_path / "mdl" / ".env", SECRET)
     env = {**os.environ, "BUNDLER_HOME": str(tmp_path / "home")}
-    done = subprocess.run([sys.executable, "-m", "bundler", "register", "mdl", "--name", "m"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "bundler", "register", "mdl", "--name", "m"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0 and done.stdout == "m:1\n"
     assert done.stderr == "skipped: mdl/.env (looks like a secret; not registered)\n"
 
 
-@pytest.mark.parametrize("make_loop", [lambda d: os.symlink("loop", d / "loop"),
-                                       lambda d: (os.symlink("b", d / "a"), os.symlink("a", d / "b"))])
+@pytest.mark.parametrize(
+    "make_loop",
+    [lambda d: os.symlink("loop", d / "loop"), lambda d: (os.symlink("b", d / "a"), os.symlink("a", d / "b"))],
+)
 def test_a_symlink_loop_is_one_clear_error(cli, tmp_path, make_loop):
     write(tmp_path / "src" / "score.py", SCRIPT)
     make_loop(tmp_path / "src")
@@ -135,8 +159,10 @@ def test_an_unreadable_source_folder_is_an_error_not_a_silent_gap(cli, tmp_path,
     _unreadable(monkeypatch, tmp_path / "src" / "lib")
     result = save_src(cli, tmp_path)
     assert result.exit_code == 2 and result.output.count("\n") == 1
-    assert result.output.startswith(f"bundler: error: cannot read the folder {tmp_path / 'src' / 'lib'} "
-                                    "(Permission denied); fix its permissions, or add it to .bundlerignore")
+    assert result.output.startswith(
+        f"bundler: error: cannot read the folder {tmp_path / 'src' / 'lib'} "
+        "(Permission denied); fix its permissions, or add it to .bundlerignore"
+    )
     assert not (tmp_path / "out").exists()
     write(tmp_path / "src" / ".bundlerignore", "lib/\n")
     assert shipped(tmp_path / "src") == ["score.py"]  # an ignored folder is never listed
@@ -151,8 +177,9 @@ def test_an_unreadable_model_folder_is_an_error_not_a_silent_gap(tmp_path, monke
     assert Registry(tmp_path / "home").versions("p") == []
 
 
-@pytest.mark.parametrize("cwd, arg, top", [("proj/m1", "..", "proj"), ("proj/outputs", ".", "outputs"),
-                                           ("proj", "./outputs/", "outputs")])
+@pytest.mark.parametrize(
+    "cwd, arg, top", [("proj/m1", "..", "proj"), ("proj/outputs", ".", "outputs"), ("proj", "./outputs/", "outputs")]
+)
 def test_a_registered_folder_keeps_its_own_name_whatever_the_spelling(tmp_path, monkeypatch, cwd, arg, top):
     write(tmp_path / "proj" / "outputs" / "a.bin")
     write(tmp_path / "proj" / "m1" / "bundler.toml")
@@ -177,11 +204,15 @@ def test_a_linked_folder_ships_at_the_links_path(tmp_path):
     assert shipped(tmp_path / "src") == ["mylib/__init__.py", "vendor/mylib/__init__.py"]
 
 
-@pytest.mark.parametrize("make_links", [
-    lambda src: os.symlink(".", src / "self"),
-    lambda src: os.symlink("..", src / "sub" / "up"),
-    lambda src: (os.symlink("../b", src / "a" / "x"), os.symlink("../a", src / "b" / "y")),
-], ids=["itself", "its parent", "two links leading to each other"])
+@pytest.mark.parametrize(
+    "make_links",
+    [
+        lambda src: os.symlink(".", src / "self"),
+        lambda src: os.symlink("..", src / "sub" / "up"),
+        lambda src: (os.symlink("../b", src / "a" / "x"), os.symlink("../a", src / "b" / "y")),
+    ],
+    ids=["itself", "its parent", "two links leading to each other"],
+)
 def test_a_linked_folder_that_holds_its_link_is_a_loop(tmp_path, make_links):
     for folder in ("sub", "a", "b"):
         write(tmp_path / "src" / folder / "f.py")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+from lint import assert_clean
 
 from bundler.vendor import platform_tags
-from lint import assert_clean
 
 
 def test_platform_tags_cover_every_manylinux_a_bookworm_image_runs():
@@ -17,8 +17,9 @@ def test_platform_tags_cover_every_manylinux_a_bookworm_image_runs():
 
 def test_vendor_downloads_wheels_for_the_image_and_installs_offline(project, cli):
     (project / "requirements.txt").write_text("six==1.17.0\n")
-    result = cli("save", "out", "--model", "m", "--entry-script", "score.py", "--requirements", "requirements.txt",
-                 "--vendor")
+    result = cli(
+        "save", "out", "--model", "m", "--entry-script", "score.py", "--requirements", "requirements.txt", "--vendor"
+    )
     assert result.exit_code == 0, result.output
     wheels = sorted(p.name for p in (project / "out/environment/wheels").iterdir())
     assert "six-1.17.0-py2.py3-none-any.whl" in wheels
@@ -39,11 +40,15 @@ def test_vendor_failure_is_one_line_and_writes_nothing(project, cli):
 
     from bundler.cli import main
 
-    result = CliRunner().invoke(main, ["save", "out", "--model", "m", "--entry-script", "score.py",
-                                       "--requirements", "requirements.txt", "--vendor"])
+    result = CliRunner().invoke(
+        main,
+        ["save", "out", "--model", "m", "--entry-script", "score.py", "--requirements", "requirements.txt", "--vendor"],
+    )
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("bundler: error: vendoring wheels for Python 3.11 on linux/amd64 failed")
+    assert len(lines) == 1 and lines[0].startswith(
+        "bundler: error: vendoring wheels for Python 3.11 on linux/amd64 failed"
+    )
     assert "six" in lines[0]
     assert not (project / "out").exists()
     assert not list(project.glob(".bundler-tmp-*"))
@@ -55,8 +60,9 @@ SIX_WHEEL_SHA256 = "4721f391ed90541fddacab5acf947aa0d3dc7d27b2e1e8eda2be8970586c
 def test_hashed_requirements_install_apart_from_the_runtimes(project, cli):
     # One --hash makes pip demand hashes of everything in its run, and the runtime's have none.
     (project / "requirements.txt").write_text(f"six==1.17.0 --hash=sha256:{SIX_WHEEL_SHA256}\n")
-    result = cli("save", "out", "--model", "m", "--entry-script", "score.py", "--requirements", "requirements.txt",
-                 "--vendor")
+    result = cli(
+        "save", "out", "--model", "m", "--entry-script", "score.py", "--requirements", "requirements.txt", "--vendor"
+    )
     assert result.exit_code == 0, result.output
     wheels = sorted(p.name for p in (project / "out/environment/wheels").iterdir())
     assert "six-1.17.0-py2.py3-none-any.whl" in wheels and any(name.startswith("gunicorn-") for name in wheels)
@@ -69,9 +75,15 @@ def test_hashed_requirements_install_apart_from_the_runtimes(project, cli):
 
 
 def test_a_direct_url_cannot_be_vendored(project, cli):
-    (project / "requirements.txt").write_text("six @ https://files.pythonhosted.org/packages/six-1.17.0-py2.py3-none-any.whl\n")
-    result = cli("save", "out", "--model", "m", "--entry-script", "score.py", "--requirements", "requirements.txt",
-                 "--vendor")
+    (project / "requirements.txt").write_text(
+        "six @ https://files.pythonhosted.org/packages/six-1.17.0-py2.py3-none-any.whl\n"
+    )
+    result = cli(
+        "save", "out", "--model", "m", "--entry-script", "score.py", "--requirements", "requirements.txt", "--vendor"
+    )
     assert result.exit_code == 2
-    assert "requirements.txt:1: six is fetched from its URL when the image is built, even from a vendored bundle" in result.output
+    assert (
+        "requirements.txt:1: six is fetched from its URL when the image is built, even from a vendored bundle"
+        in result.output
+    )
     assert not (project / "out").exists()

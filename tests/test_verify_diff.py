@@ -30,8 +30,12 @@ def test_verify_lists_modified_missing_extra_and_mode(bundle, cli):
     result = cli("verify", bundle)
     assert result.exit_code == 1
     assert result.output.splitlines() == [
-        "modified: Dockerfile", "modified: azureml-app/score.py", "missing: README.md", "extra: notes.txt",
-        f"bundler: error: {bundle}: 4 file(s) differ from bundle.json"]
+        "modified: Dockerfile",
+        "modified: azureml-app/score.py",
+        "missing: README.md",
+        "extra: notes.txt",
+        f"bundler: error: {bundle}: 4 file(s) differ from bundle.json",
+    ]
 
 
 def test_verify_same_size_different_content(bundle, cli):
@@ -62,6 +66,7 @@ def test_verify_streams_in_chunks(bundle, monkeypatch):
         def read(size=-1):
             sizes.append(size)
             return real_read(size)
+
         handle.read = read
         return handle
 
@@ -107,23 +112,33 @@ def test_a_link_in_place_of_a_file_is_modified_not_an_error(bundle, cli):
     (bundle / "Dockerfile").unlink()
     os.symlink("README.md", bundle / "Dockerfile")
     result = cli("verify", bundle)
-    assert result.output.splitlines()[:3] == ["modified: Dockerfile", "modified: README.md",
-                                              "extra: azureml-app/score.py.tmp"]
+    assert result.output.splitlines()[:3] == [
+        "modified: Dockerfile",
+        "modified: README.md",
+        "extra: azureml-app/score.py.tmp",
+    ]
     diff = cli("diff", bundle, "--model", "m", "--entry-script", "score.py")
     assert diff.exit_code == 0 and "not a regular file: README.md (save would write a file)" in diff.output
     assert cli("save", "out", "--model", "m", "--entry-script", "score.py", "--force").exit_code == 0
     assert cli("verify", bundle).exit_code == 0
 
 
-@pytest.mark.parametrize("manifest", ['[]', '{"files": {"Dockerfile": "x"}}', '{"files": {}, "inputs": []}', "{"])
+@pytest.mark.parametrize("manifest", ["[]", '{"files": {"Dockerfile": "x"}}', '{"files": {}, "inputs": []}', "{"])
 def test_a_badly_shaped_manifest_is_one_line(bundle, cli, manifest):
     (bundle / "bundle.json").write_text(manifest)
-    for command in (["verify", bundle], ["serve", bundle],
-                    ["save", "out", "--model", "m", "--entry-script", "score.py", "--force"]):
+    for command in (
+        ["verify", bundle],
+        ["serve", bundle],
+        ["save", "out", "--model", "m", "--entry-script", "score.py", "--force"],
+    ):
         result = cli(*command)
         assert result.exit_code == 1, command
-        assert result.output.strip().startswith(f"bundler: error: {bundle / 'bundle.json'}: not a readable bundle "
-                                                "manifest") and len(result.output.strip().splitlines()) == 1
+        assert (
+            result.output.strip().startswith(
+                f"bundler: error: {bundle / 'bundle.json'}: not a readable bundle manifest"
+            )
+            and len(result.output.strip().splitlines()) == 1
+        )
 
 
 def test_diff_of_a_folder_save_would_refuse(tmp_path, cli, monkeypatch):

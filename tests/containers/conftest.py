@@ -13,9 +13,8 @@ import sys
 import uuid
 from pathlib import Path
 
-import pytest
-
 import engine as engines
+import pytest
 from harness import MEASUREMENTS, REPO, bundler
 
 

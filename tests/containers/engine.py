@@ -38,7 +38,7 @@ class Build:
 
 @dataclass
 class Running:
-    engine: "Engine"
+    engine: Engine
     tag: str
     marker: str
     handle: object = None
@@ -58,7 +58,9 @@ class Engine:
     def run(self, *args, check=True, **kwargs) -> subprocess.CompletedProcess:
         result = subprocess.run([str(a) for a in args], capture_output=True, text=True, **kwargs)
         if check and result.returncode != 0:
-            raise AssertionError(f"{' '.join(map(str, args))} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"{' '.join(map(str, args))} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
         return result
 
     def build(self, context: Path, tag: str, no_cache: bool = False, env_extra=None) -> Build:
@@ -72,7 +74,7 @@ class PodmanEngine(Engine):
 
     def __init__(self, overlay: bool):
         self.storage = "overlay" if overlay else "vfs"
-        flags = (("--root", str(OVERLAY_ROOT / "graph"), "--runroot", str(OVERLAY_RUNROOT)) if overlay else ())
+        flags = ("--root", str(OVERLAY_ROOT / "graph"), "--runroot", str(OVERLAY_RUNROOT)) if overlay else ()
         self.storage_flags = (*flags, "--storage-driver", self.storage)
         self.podman = ("podman", *self.storage_flags)
         self.buildah = ("buildah", *self.storage_flags)
@@ -86,14 +88,26 @@ class PodmanEngine(Engine):
         if self.storage == "vfs":
             return {**env, "STORAGE_DRIVER": "vfs"}
         conf = OVERLAY_ROOT / "storage.conf"
-        conf.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{OVERLAY_ROOT / "graph"}"\n'
-                        f'runroot = "{OVERLAY_RUNROOT}"\n')
+        conf.write_text(
+            f'[storage]\ndriver = "overlay"\ngraphroot = "{OVERLAY_ROOT / "graph"}"\nrunroot = "{OVERLAY_RUNROOT}"\n'
+        )
         return {**env, "CONTAINERS_STORAGE_CONF": str(conf)}
 
     def build_command(self, context, tag, no_cache):
         # docker format keeps HEALTHCHECK (the OCI format has no field for it).
-        return [*self.podman, "build", "--pull=never", "--isolation", "chroot", "--format", "docker",
-                *(["--no-cache"] if no_cache else []), "-t", tag, str(context)]
+        return [
+            *self.podman,
+            "build",
+            "--pull=never",
+            "--isolation",
+            "chroot",
+            "--format",
+            "docker",
+            *(["--no-cache"] if no_cache else []),
+            "-t",
+            tag,
+            str(context),
+        ]
 
     def config(self, tag) -> dict:
         out = self.run(*self.podman, "image", "inspect", tag, "--format", "{{json .Config}}").stdout
@@ -114,13 +128,18 @@ class PodmanEngine(Engine):
         env_args = [a for k, v in {**env, "BUNDLER_TEST_MARKER": running.marker}.items() for a in ("--env", f"{k}={v}")]
         running.process = subprocess.Popen(
             [*self.buildah, "run", "--isolation", "chroot", *env_args, container, "--", *argv],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         return running
 
     def exec(self, running: Running, argv, env=None, **kwargs):
         env_args = [a for k, v in {**running.env, **(env or {})}.items() for a in ("--env", f"{k}={v}")]
-        return self.run(*self.buildah, "run", "--isolation", "chroot", *env_args, running.handle, "--", *argv,
-                        check=False, **kwargs)
+        return self.run(
+            *self.buildah, "run", "--isolation", "chroot", *env_args, running.handle, "--", *argv, check=False, **kwargs
+        )
 
     def stop(self, running: Running) -> None:
         # buildah run's chroot child may outlive the buildah process: find it by its marker.
@@ -158,7 +177,9 @@ class DockerEngine(Engine):
         running = Running(self, tag, uuid.uuid4().hex, env=env)
         env_args = [a for k, v in env.items() for a in ("-e", f"{k}={v}")]
         port = env["BUNDLER_PORT"]
-        running.handle = self.run("docker", "run", "-d", "-p", f"127.0.0.1:{port}:{port}", *env_args, tag).stdout.strip()
+        running.handle = self.run(
+            "docker", "run", "-d", "-p", f"127.0.0.1:{port}:{port}", *env_args, tag
+        ).stdout.strip()
         return running
 
     def exec(self, running: Running, argv, env=None, **kwargs):
@@ -191,8 +212,12 @@ def _overlay_mounts() -> bool:
         for folder in (lower, upper, work, merged):
             folder.mkdir()
         options = f"lowerdir={lower},upperdir={upper},workdir={work}"
-        if subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, str(merged)],
-                          capture_output=True).returncode != 0:
+        if (
+            subprocess.run(
+                ["mount", "-t", "overlay", "overlay", "-o", options, str(merged)], capture_output=True
+            ).returncode
+            != 0
+        ):
             return False
         subprocess.run(["umount", str(merged)], capture_output=True)
         return True

@@ -18,8 +18,9 @@ MEASUREMENTS: dict[str, str] = {}  # printed in pytest's terminal summary
 
 def bundler(*args, cwd, home, check=True):
     env = {**os.environ, "BUNDLER_HOME": str(home)}
-    result = subprocess.run([sys.executable, "-m", "bundler", *map(str, args)], cwd=cwd, env=env,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "bundler", *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True
+    )
     if check:
         assert result.returncode == 0, f"bundler {' '.join(map(str, args))}:\n{result.stdout}\n{result.stderr}"
     return result
@@ -32,8 +33,7 @@ def free_port() -> int:
 
 
 def http(method, port, path="/", body=None, headers=None, timeout=10):
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method=method,
-                                     headers=headers or {})
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method=method, headers=headers or {})
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(request, timeout=timeout) as response:
         return response.status, response.read()

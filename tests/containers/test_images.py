@@ -16,7 +16,6 @@ import sys
 import joblib
 import numpy as np
 import pytest
-
 from harness import MEASUREMENTS, bundler, http, serving
 from lint import assert_clean
 
@@ -35,7 +34,9 @@ def test_diabetes_example_serves_predictions(engine, diabetes, diabetes_image):
         assert http("GET", port) == (200, b"Healthy")
         uid = running.exec(["python", "-c", "import os; print(os.getuid())"])
         assert uid.returncode == 0 and int(uid.stdout.strip()) != 0
-        listing = running.exec(["python", "-c", "import os; print(sorted(os.listdir(os.environ['AZUREML_MODEL_DIR'])))"])
+        listing = running.exec(
+            ["python", "-c", "import os; print(sorted(os.listdir(os.environ['AZUREML_MODEL_DIR'])))"]
+        )
         assert listing.stdout.strip() == "['model.pkl']"
 
 
@@ -86,7 +87,8 @@ def test_rebuild_after_an_entry_script_edit_reuses_dependency_and_model_layers(e
         reused, total = cache_counts(engine, rebuild.output)
         MEASUREMENTS["rebuild after editing score.py"] = (
             f"{rebuild.seconds:.1f} s ({rebuild.seconds / diabetes_image.seconds:.2f} of the cold build); "
-            f"{reused} of {total} steps from the cache")
+            f"{reused} of {total} steps from the cache"
+        )
     finally:
         engine.remove_image(rebuild.tag)
 
@@ -138,14 +140,29 @@ def test_two_model_bundle_built_with_bundler_build(engine, tmp_path, home):
         (tmp_path / f"{name}.txt").write_text(f"I am {name}")
         bundler("register", f"{name}.txt", "--name", name, cwd=tmp_path, home=home)
     (tmp_path / "score.py").write_text(TWO_MODELS_SCRIPT)
-    bundler("save", "out", "--model", "first:1", "--model", "second:1", "--entry-script", "score.py",
-            cwd=tmp_path, home=home)
+    bundler(
+        "save",
+        "out",
+        "--model",
+        "first:1",
+        "--model",
+        "second:1",
+        "--entry-script",
+        "score.py",
+        cwd=tmp_path,
+        home=home,
+    )
     assert_clean(tmp_path / "out" / "Dockerfile")
     tag = "bundler-test/two-models"
     # `bundler build` as a user runs it; the environment points podman at the tests' storage.
     env = engine.user_env() if engine.name == "podman" else dict(os.environ)
-    built = subprocess.run([sys.executable, "-m", "bundler", "build", "out", "-t", tag], cwd=tmp_path, env=env,
-                           capture_output=True, text=True)
+    built = subprocess.run(
+        [sys.executable, "-m", "bundler", "build", "out", "-t", tag],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert built.returncode == 0, built.stdout + built.stderr
     assert built.stdout.splitlines()[-1] == f"built image: {tag}"
     try:
@@ -164,12 +181,23 @@ def test_source_directory_helper_module_is_importable(engine, tmp_path, home):
     (src / "lib" / "scale.py").write_text("FACTOR = 10\n")
     (src / "score.py").write_text(
         "from features import count\nfrom lib.scale import FACTOR\n\ndef init():\n    pass\n\n"
-        "def run(raw_data):\n    return count(raw_data) * FACTOR\n")
+        "def run(raw_data):\n    return count(raw_data) * FACTOR\n"
+    )
     (src / ".env").write_text("SECRET=never-ship-me\n")
     (tmp_path / "m.bin").write_bytes(b"m")
     bundler("register", "m.bin", "--name", "helper-model", cwd=tmp_path, home=home)
-    saved = bundler("save", "out", "--model", "helper-model", "--source-dir", "src", "--entry-script", "score.py",
-                    cwd=tmp_path, home=home)
+    saved = bundler(
+        "save",
+        "out",
+        "--model",
+        "helper-model",
+        "--source-dir",
+        "src",
+        "--entry-script",
+        "score.py",
+        cwd=tmp_path,
+        home=home,
+    )
     assert "skipped: .env" in saved.stdout
     build = engine.build(tmp_path / "out", "bundler-test/source-dir")
     try:
@@ -190,13 +218,25 @@ def test_vendored_bundle_builds_with_no_network(engine, tmp_path, home):
     if engine.name == "podman" and not shutil.which("unshare"):
         pytest.fail("unshare (util-linux) is needed for the offline build")
     (tmp_path / "score.py").write_text(
-        "import six\n\ndef init():\n    pass\n\ndef run(raw_data):\n    return six.ensure_str(raw_data).upper()\n")
+        "import six\n\ndef init():\n    pass\n\ndef run(raw_data):\n    return six.ensure_str(raw_data).upper()\n"
+    )
     (tmp_path / "requirements.txt").write_text("-r base.txt\n")  # an include: it must ship, and resolve, too
     (tmp_path / "base.txt").write_text(f"six==1.17.0 \\\n    --hash=sha256:{SIX_WHEEL_SHA256}\n")
     (tmp_path / "m.bin").write_bytes(b"m")
     bundler("register", "m.bin", "--name", "offline", cwd=tmp_path, home=home)
-    bundler("save", "out", "--model", "offline", "--entry-script", "score.py", "--requirements", "requirements.txt",
-            "--vendor", cwd=tmp_path, home=home)
+    bundler(
+        "save",
+        "out",
+        "--model",
+        "offline",
+        "--entry-script",
+        "score.py",
+        "--requirements",
+        "requirements.txt",
+        "--vendor",
+        cwd=tmp_path,
+        home=home,
+    )
     tag = "bundler-test/offline"
     if engine.name == "podman":
         command = ["unshare", "-n", *engine.build_command(tmp_path / "out", tag, no_cache=True)]

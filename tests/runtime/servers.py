@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from cache_dir import CACHE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,14 +77,20 @@ def start(kind: str, script: Path, tmp_path: Path, env_extra: dict | None = None
     env.update(AML_APP_ROOT=str(app_root), AZUREML_MODEL_DIR=str(tmp_path), HOME=str(tmp_path / "home"))
     (tmp_path / "home").mkdir(exist_ok=True)
     if kind == "ours":
-        env.update(PYTHONPATH=str(RUNTIME_DIR), AZUREML_ENTRY_SCRIPT=script.name, BUNDLER_PORT=str(port),
-                   BUNDLER_HOST="127.0.0.1", **(env_extra or {}))
+        env.update(
+            PYTHONPATH=str(RUNTIME_DIR),
+            AZUREML_ENTRY_SCRIPT=script.name,
+            BUNDLER_PORT=str(port),
+            BUNDLER_HOST="127.0.0.1",
+            **(env_extra or {}),
+        )
         command = [sys.executable, "-m", "bundler_runtime"]
     else:
         env.update(**(env_extra or {}))
         command = [str(require_reference()), "--entry_script", str(script), "--port", str(port)]
     log = tmp_path / f"{kind}-{script.stem}-{port}.log"
-    process = subprocess.Popen(command, env=env, cwd=str(tmp_path), stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    with open(log, "wb") as output:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(command, env=env, cwd=str(tmp_path), stdout=output, stderr=subprocess.STDOUT)
     server = Server(kind, port, process, log)
     if wait:
         wait_healthy(server)

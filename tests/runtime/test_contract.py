@@ -9,7 +9,6 @@ import socket
 import uuid
 
 import pytest
-
 from servers import SCRIPTS, start
 
 pytestmark = pytest.mark.reference
@@ -25,8 +24,9 @@ def pair(script, tmp_path_factory, env=None):
 
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory):
-    yield from pair(SCRIPTS / "plain.py", tmp_path_factory, {"SCORING_TIMEOUT_MS": "1500",
-                                                             "BUNDLER_SCORING_TIMEOUT": "1.5"})
+    yield from pair(
+        SCRIPTS / "plain.py", tmp_path_factory, {"SCORING_TIMEOUT_MS": "1500", "BUNDLER_SCORING_TIMEOUT": "1.5"}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -127,15 +127,18 @@ def test_plain_script_matches_reference(plain, name, method, path, body, headers
 GENERATED = "generated"
 
 
-@pytest.mark.parametrize("sent, expected", [
-    # (x-request-id, x-ms-request-id, x-ms-client-request-id) in the response
-    ({}, (GENERATED, GENERATED, None)),
-    ({"x-request-id": "abc-123"}, ("abc-123", "abc-123", None)),
-    ({"x-ms-client-request-id": "client-1"}, (GENERATED, "client-1", "client-1")),
-    ({"x-ms-request-id": "legacy-1"}, (GENERATED, "legacy-1", "legacy-1")),
-    ({"x-request-id": "r", "x-ms-request-id": "l", "x-ms-client-request-id": "c"}, ("r", "l", "c")),
-    ({"x-request-id": ""}, (None, None, None)),  # sent empty: nothing to echo, nothing generated
-])
+@pytest.mark.parametrize(
+    "sent, expected",
+    [
+        # (x-request-id, x-ms-request-id, x-ms-client-request-id) in the response
+        ({}, (GENERATED, GENERATED, None)),
+        ({"x-request-id": "abc-123"}, ("abc-123", "abc-123", None)),
+        ({"x-ms-client-request-id": "client-1"}, (GENERATED, "client-1", "client-1")),
+        ({"x-ms-request-id": "legacy-1"}, (GENERATED, "legacy-1", "legacy-1")),
+        ({"x-request-id": "r", "x-ms-request-id": "l", "x-ms-client-request-id": "c"}, ("r", "l", "c")),
+        ({"x-request-id": ""}, (None, None, None)),  # sent empty: nothing to echo, nothing generated
+    ],
+)
 def test_request_id_headers_match_reference(plain, sent, expected):
     for server in plain:
         response = server.request("GET", "/", headers=sent)
@@ -168,8 +171,9 @@ def test_trace_id_is_echoed_alike(plain):
 def raw_request(server, lines: list[str], body: bytes = b"") -> bytes:
     """A request as written, for what http.client will not send (a header given three times)."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
-        sock.sendall(("\r\n".join(lines) + f"\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
-                     + body)
+        sock.sendall(
+            ("\r\n".join(lines) + f"\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+        )
         chunks = []
         while chunk := sock.recv(65536):
             chunks.append(chunk)
@@ -186,7 +190,10 @@ def test_a_repeated_header_reaches_run_as_the_reference_joins_it(headers_script)
 def test_exec_time_header_is_a_number(plain):
     ours = plain[0].request("POST", "/score", b'{"a": 1}', JSON)
     assert float(ours.headers["x-ms-run-fn-exec-ms"]) >= 0
-    assert ours.headers["x-ms-run-fn-exec-ms"].count(".") == 1 and len(ours.headers["x-ms-run-fn-exec-ms"].split(".")[1]) == 3
+    assert (
+        ours.headers["x-ms-run-fn-exec-ms"].count(".") == 1
+        and len(ours.headers["x-ms-run-fn-exec-ms"].split(".")[1]) == 3
+    )
 
 
 SCHEMA_CASES = [
@@ -216,8 +223,9 @@ def test_inference_schema_script_matches_reference(schema, name, method, path, b
 
 
 def test_request_headers_parameter_matches_reference(headers_script):
-    responses = [s.request("POST", "/score", b"hi", {"X-Custom": "v1", "Content-Type": "text/plain"})
-                 for s in headers_script]
+    responses = [
+        s.request("POST", "/score", b"hi", {"X-Custom": "v1", "Content-Type": "text/plain"}) for s in headers_script
+    ]
     assert visible(responses[0]) == visible(responses[1])
     assert json.loads(responses[0].body) == {"custom": "v1", "body": "hi"}
 
@@ -235,8 +243,10 @@ def test_failing_init_stops_both_servers(tmp_path):
         log = server.log.read_text()
         assert code != 0, f"{kind} kept running after init() failed"
         assert "model file is missing" in log
-    assert "init() of the entry script" in (tmp_path / next(
-        p.name for p in tmp_path.iterdir() if p.name.startswith("ours-"))).read_text()
+    assert (
+        "init() of the entry script"
+        in (tmp_path / next(p.name for p in tmp_path.iterdir() if p.name.startswith("ours-"))).read_text()
+    )
 
 
 @pytest.fixture(scope="module", params=["http://example.com,http://b.org", "*"])
@@ -248,15 +258,19 @@ CORS_HEADERS = ("access-control-allow-origin", "access-control-allow-headers", "
 PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type, x-foo"}
 
 
-@pytest.mark.parametrize("method, path, headers", [
-    ("OPTIONS", "/score", {"Origin": "http://example.com", **PREFLIGHT}),
-    ("OPTIONS", "/score", {"Origin": "http://evil.com", **PREFLIGHT}),
-    ("POST", "/score", {"Origin": "http://example.com", **JSON}),
-    ("POST", "/score", {"Origin": "http://evil.com", **JSON}),
-    ("POST", "/score", JSON),
-    ("GET", "/", {"Origin": "http://b.org"}),
-    ("GET", "/swagger.json", {"Origin": "http://example.com"}),
-], ids=["preflight", "preflight other origin", "POST", "POST other origin", "no origin", "health", "swagger"])
+@pytest.mark.parametrize(
+    "method, path, headers",
+    [
+        ("OPTIONS", "/score", {"Origin": "http://example.com", **PREFLIGHT}),
+        ("OPTIONS", "/score", {"Origin": "http://evil.com", **PREFLIGHT}),
+        ("POST", "/score", {"Origin": "http://example.com", **JSON}),
+        ("POST", "/score", {"Origin": "http://evil.com", **JSON}),
+        ("POST", "/score", JSON),
+        ("GET", "/", {"Origin": "http://b.org"}),
+        ("GET", "/swagger.json", {"Origin": "http://example.com"}),
+    ],
+    ids=["preflight", "preflight other origin", "POST", "POST other origin", "no origin", "health", "swagger"],
+)
 def test_cors_matches_reference(cors, method, path, headers):
     body = b'{"a": 1}' if method == "POST" else None
     ours, reference = (s.request(method, path, body, headers) for s in cors)
@@ -274,8 +288,16 @@ def prefixed(tmp_path_factory):
     yield from pair(SCRIPTS / "plain.py", tmp_path_factory, {"SERVICE_PATH_PREFIX": "api"})
 
 
-@pytest.mark.parametrize("method, path", [("POST", "/score"), ("POST", "/api/score"), ("GET", "/api/"),
-                                          ("GET", "/swagger.json"), ("GET", "/api/swagger.json")])
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("POST", "/score"),
+        ("POST", "/api/score"),
+        ("GET", "/api/"),
+        ("GET", "/swagger.json"),
+        ("GET", "/api/swagger.json"),
+    ],
+)
 def test_the_path_prefix_shows_in_swagger_only_as_on_the_reference(prefixed, method, path):
     body = b'{"a": 1}' if method == "POST" else None
     ours, reference = (s.request(method, path, body, JSON if body else {}) for s in prefixed)

@@ -14,7 +14,6 @@ import threading
 import time
 
 import pytest
-
 from servers import RUNTIME_DIR, SCRIPTS, start
 
 JSON = {"Content-Type": "application/json"}
@@ -145,9 +144,16 @@ def test_healthcheck_exit_codes(tmp_path):
 @pytest.mark.parametrize("setting", ["BUNDLER_PORT=abc", "BUNDLER_WORKERS=0"])
 def test_bad_settings_stop_with_a_clear_line(tmp_path, setting):
     name, value = setting.split("=")
-    env = {**os.environ, "PYTHONPATH": str(RUNTIME_DIR), "AML_APP_ROOT": str(SCRIPTS),
-           "AZUREML_ENTRY_SCRIPT": "plain.py", name: value}
-    done = subprocess.run([sys.executable, "-m", "bundler_runtime"], env=env, capture_output=True, text=True, timeout=30)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(RUNTIME_DIR),
+        "AML_APP_ROOT": str(SCRIPTS),
+        "AZUREML_ENTRY_SCRIPT": "plain.py",
+        name: value,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "bundler_runtime"], env=env, capture_output=True, text=True, timeout=30
+    )
     assert done.returncode == 2
     assert f"bad server setting: {name}={value!r}" in done.stderr
 
@@ -159,12 +165,24 @@ def test_the_reference_engine_takes_the_same_settings(tmp_path):
     from servers import free_port, require_reference
 
     port = free_port()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("BUNDLER_", "AZUREML_", "AML_"))},
-           "PATH": f"{require_reference().parent}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(RUNTIME_DIR),
-           "AML_APP_ROOT": str(SCRIPTS), "AZUREML_ENTRY_SCRIPT": "plain.py", "AZUREML_MODEL_DIR": str(tmp_path),
-           "BUNDLER_PORT": str(port), "BUNDLER_SCORING_TIMEOUT": "1.5", "HOME": str(tmp_path)}
-    process = subprocess.Popen([sys.executable, "-m", "bundler_runtime.reference"], env=env, cwd=tmp_path,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("BUNDLER_", "AZUREML_", "AML_"))},
+        "PATH": f"{require_reference().parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(RUNTIME_DIR),
+        "AML_APP_ROOT": str(SCRIPTS),
+        "AZUREML_ENTRY_SCRIPT": "plain.py",
+        "AZUREML_MODEL_DIR": str(tmp_path),
+        "BUNDLER_PORT": str(port),
+        "BUNDLER_SCORING_TIMEOUT": "1.5",
+        "HOME": str(tmp_path),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bundler_runtime.reference"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         check = [sys.executable, "-m", "bundler_runtime.healthcheck"]
         deadline = time.monotonic() + 60
@@ -184,8 +202,16 @@ def test_the_reference_launcher_maps_every_setting(monkeypatch):
     monkeypatch.syspath_prepend(str(RUNTIME_DIR))
     from bundler_runtime.reference import command
 
-    argv, env = command({"AML_APP_ROOT": "/app", "AZUREML_ENTRY_SCRIPT": "sub/score.py", "BUNDLER_PORT": "9123",
-                         "BUNDLER_WORKERS": "3", "BUNDLER_SCORING_TIMEOUT": "2.5", "PYTHONPATH": "/opt/bundler/runtime"})
+    argv, env = command(
+        {
+            "AML_APP_ROOT": "/app",
+            "AZUREML_ENTRY_SCRIPT": "sub/score.py",
+            "BUNDLER_PORT": "9123",
+            "BUNDLER_WORKERS": "3",
+            "BUNDLER_SCORING_TIMEOUT": "2.5",
+            "PYTHONPATH": "/opt/bundler/runtime",
+        }
+    )
     assert argv == ["azmlinfsrv", "--entry_script", "/app/sub/score.py", "--port", "9123"]
     assert (env["WORKER_COUNT"], env["SCORING_TIMEOUT_MS"]) == ("3", "2500")
     assert env["PYTHONPATH"] == "/opt/bundler/runtime"  # nothing put ahead of the standard library

@@ -17,7 +17,6 @@ import time
 import traceback
 import uuid
 from dataclasses import dataclass
-from typing import Dict
 from urllib.parse import parse_qsl
 
 from bundler_runtime.entry import EntryScript
@@ -30,14 +29,23 @@ logger = logging.getLogger("bundler_runtime")
 HEADER_LIMIT = 100
 JSON = "application/json"
 HTML = "text/html; charset=utf-8"
-NOT_FOUND = ("The requested URL was not found on the server. If you entered the URL manually please check "
-             "your spelling and try again.")
+NOT_FOUND = (
+    "The requested URL was not found on the server. If you entered the URL manually please check "
+    "your spelling and try again."
+)
 METHOD_NOT_ALLOWED = "The method is not allowed for the requested URL."
 RUN_FAILED = "An unexpected error occurred in scoring script. Check the logs for more info."
 INTERNAL_ERROR = "An unexpected internal error occurred. Check the logs for more info."
-STATUS = {200: "200 OK", 400: "400 BAD REQUEST", 404: "404 NOT FOUND", 405: "405 METHOD NOT ALLOWED",
-          413: "413 REQUEST ENTITY TOO LARGE", 415: "415 UNSUPPORTED MEDIA TYPE",
-          431: "431 REQUEST HEADER FIELDS TOO LARGE", 500: "500 INTERNAL SERVER ERROR"}
+STATUS = {
+    200: "200 OK",
+    400: "400 BAD REQUEST",
+    404: "404 NOT FOUND",
+    405: "405 METHOD NOT ALLOWED",
+    413: "413 REQUEST ENTITY TOO LARGE",
+    415: "415 UNSUPPORTED MEDIA TYPE",
+    431: "431 REQUEST HEADER FIELDS TOO LARGE",
+    500: "500 INTERNAL SERVER ERROR",
+}
 
 
 @dataclass
@@ -45,7 +53,7 @@ class Request:
     method: str
     path: str
     query: str
-    headers: Dict[str, str]  # lower-case names
+    headers: dict[str, str]  # lower-case names
     body: bytes = b""
 
 
@@ -146,8 +154,15 @@ class ScoringApp:
         except (TypeError, ValueError):
             logger.error("run() returned a value that is not JSON-serialisable:\n%s", traceback.format_exc())
             return _error(500, INTERNAL_ERROR)
-        return 200, [("Content-Type", JSON), ("x-ms-run-function-failed", "False"),
-                     ("x-ms-run-fn-exec-ms", f"{elapsed_ms:.3f}")], body
+        return (
+            200,
+            [
+                ("Content-Type", JSON),
+                ("x-ms-run-function-failed", "False"),
+                ("x-ms-run-fn-exec-ms", f"{elapsed_ms:.3f}"),
+            ],
+            body,
+        )
 
     def _arguments_from_query(self, request) -> dict:
         parsed = _query_as_json(request.query)
@@ -210,7 +225,11 @@ def _request_ids(headers):
     else:
         legacy = client or request_id
     if len(legacy) > HEADER_LIMIT or len(client) > HEADER_LIMIT:
-        return (request_id, "", ""), f"x-ms-request-id and x-ms-client-request-id must not exceed {HEADER_LIMIT} characters"
+        return (
+            request_id,
+            "",
+            "",
+        ), f"x-ms-request-id and x-ms-client-request-id must not exceed {HEADER_LIMIT} characters"
     return (request_id, legacy, client), None
 
 
@@ -230,8 +249,11 @@ def _cors_headers(origins: tuple, request) -> list:
         return []
     origin = request.headers.get("origin")
     if origin is None:  # not a browser's cross-origin request; flask-cors still answers
-        return [("Access-Control-Allow-Origin", "*")] if "*" in origins else [
-            ("Access-Control-Allow-Origin", origins[-1]), ("Vary", "Origin")]
+        return (
+            [("Access-Control-Allow-Origin", "*")]
+            if "*" in origins
+            else [("Access-Control-Allow-Origin", origins[-1]), ("Vary", "Origin")]
+        )
     if "*" not in origins and origin not in origins:
         return []
     headers = [("Access-Control-Allow-Origin", origin)]

@@ -48,11 +48,13 @@ class ASGIAdapter:
             with _outside_the_event_loop():
                 status, response_headers, payload = self.app.handle(request)
         response_headers.append(("Content-Length", str(len(payload))))
-        await send({
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response_headers],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response_headers],
+            }
+        )
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else payload})
 
     async def _body(self, headers, receive):

@@ -15,7 +15,7 @@ import inspect
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 
 class EntryScriptError(RuntimeError):
@@ -27,7 +27,7 @@ class EntryScript:
     module: Any
     init: Callable[[], Any]
     run: Callable[..., Any]
-    schema_parameters: Optional[tuple]  # inspect.Parameters when @input_schema, else None
+    schema_parameters: tuple | None  # inspect.Parameters when @input_schema, else None
     input_name: str  # run()'s first parameter, for the str input
     wants_headers: bool
 

@@ -111,8 +111,9 @@ def build_app(settings):
         logger.error("init() of the entry script %s failed; the server stops:\n%s", path, traceback.format_exc())
         sys.exit(WORKER_BOOT_ERROR)
     app = ScoringApp(script, settings, SwaggerDocs(script, settings))
-    logger.info("Worker %s ready on port %s (scoring timeout %s ms)", os.getpid(), settings.port,
-                settings.scoring_timeout_ms)
+    logger.info(
+        "Worker %s ready on port %s (scoring timeout %s ms)", os.getpid(), settings.port, settings.scoring_timeout_ms
+    )
     return app
 
 
@@ -125,8 +126,12 @@ def main() -> int:
         logger.error("bad server setting: %s", exc)
         return 2
     if not os.path.isfile(settings.entry_script_path):
-        logger.error("entry script %s not found (AML_APP_ROOT=%s, AZUREML_ENTRY_SCRIPT=%s)",
-                     settings.entry_script_path, settings.app_root, settings.entry_script)
+        logger.error(
+            "entry script %s not found (AML_APP_ROOT=%s, AZUREML_ENTRY_SCRIPT=%s)",
+            settings.entry_script_path,
+            settings.app_root,
+            settings.entry_script,
+        )
         return 2
     ScoringServer(settings).run()  # exits the process itself on a worker boot error
     return 0

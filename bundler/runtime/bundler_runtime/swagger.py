@@ -12,7 +12,6 @@ import copy
 import json
 import os
 import sys
-from typing import Optional, Tuple
 
 from bundler_runtime.entry import EntryScript
 from bundler_runtime.settings import Settings
@@ -32,26 +31,28 @@ class SwaggerDocs:
         self.documents = {}
         supported = []
         for version, (aliases, template, user_files) in BUILDERS.items():
-            document = _user_document(settings.app_root, user_files) or _generated(
-                version, template, script, settings)
+            document = _user_document(settings.app_root, user_files) or _generated(version, template, script, settings)
             if document is not None:
                 supported.append(version)
                 for alias in aliases:
                     self.documents[alias] = document
         self.supported = sorted(supported)
 
-    def get(self, version: str) -> Tuple[Optional[dict], str]:
+    def get(self, version: str) -> tuple[dict | None, str]:
         valid = {alias for aliases, _, _ in BUILDERS.values() for alias in aliases}
         if version not in valid:
-            return None, (f"Swagger version [{version}] is not valid. "
-                          f"Supported versions: [{', '.join(self.supported)}].")
+            return None, (
+                f"Swagger version [{version}] is not valid. Supported versions: [{', '.join(self.supported)}]."
+            )
         if version not in self.documents:
-            return None, (f"Swagger version [{version}] is not supported for the scoring script. "
-                          f"Supported swagger versions: [{', '.join(self.supported)}].")
+            return None, (
+                f"Swagger version [{version}] is not supported for the scoring script. "
+                f"Supported swagger versions: [{', '.join(self.supported)}]."
+            )
         return self.documents[version], ""
 
 
-def _user_document(app_root: str, names) -> Optional[dict]:
+def _user_document(app_root: str, names) -> dict | None:
     for name in names:
         path = os.path.join(app_root, name)
         if os.path.isfile(path):
@@ -60,7 +61,7 @@ def _user_document(app_root: str, names) -> Optional[dict]:
     return None
 
 
-def _generated(version: str, template: str, script: EntryScript, settings: Settings) -> Optional[dict]:
+def _generated(version: str, template: str, script: EntryScript, settings: Settings) -> dict | None:
     schema_util = sys.modules.get("inference_schema.schema_util")
     decorated = script.schema_parameters is not None and schema_util is not None
     if decorated:
@@ -74,9 +75,11 @@ def _generated(version: str, template: str, script: EntryScript, settings: Setti
     with open(os.path.join(HERE, template), encoding="utf-8") as handle:
         text = handle.read()
     prefix = settings.service_path_prefix.strip("/")
-    for placeholder, value in (("$SERVICE_NAME$", settings.service_name),
-                               ("$SERVICE_VERSION$", settings.service_version),
-                               ("$PATH_PREFIX$", f"/{prefix}" if prefix else "")):
+    for placeholder, value in (
+        ("$SERVICE_NAME$", settings.service_name),
+        ("$SERVICE_VERSION$", settings.service_version),
+        ("$PATH_PREFIX$", f"/{prefix}" if prefix else ""),
+    ):
         text = text.replace(placeholder, json.dumps(value)[1:-1])
     document = json.loads(text)
     if version == "2":

@@ -1,4 +1,5 @@
 """Reports the garbage collector's state at each stage of a worker's life."""
+
 import gc
 
 state = {"at_import": gc.isenabled()}

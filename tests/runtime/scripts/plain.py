@@ -1,4 +1,5 @@
 """An undecorated entry script whose run() can be told, by its input, to misbehave."""
+
 import asyncio
 import json
 import os

@@ -1,4 +1,5 @@
 """An entry script decorated with inference_schema, as many Azure samples are."""
+
 from inference_schema.parameter_types.standard_py_parameter_type import StandardPythonParameterType
 from inference_schema.schema_decorators import input_schema, output_schema
 
