@@ -17,7 +17,7 @@ from bundler_runtime.entry import EntryScript
 from bundler_runtime.settings import Settings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# version -> (aliases, template file, user files tried in order, inference_schema's names for it)
+# version -> (its aliases, also the names inference_schema gives it; template file; user files tried in order)
 BUILDERS = {
     "2": (("2", "2.0"), "swagger2_template.json", ("swagger.json", "swagger2.json")),
     "3": (("3", "3.0"), "swagger3_template.json", ("swagger3.json",)),
