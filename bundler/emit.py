@@ -3,7 +3,9 @@
 The tree is built in a temporary folder beside the destination and then swapped into
 place with one rename (renameat2 RENAME_EXCHANGE on Linux, so an existing bundle is
 replaced in one step), so a killed `save` leaves either the old bundle or the new one,
-whole. Leftover temporary folders from a killed save are removed by the next save.
+whole. Leftover temporary folders from a killed save are removed by the next save to the
+same destination (see leftovers.py: never through a link, never one a live save holds).
+A destination that is a mount point cannot be renamed: in_place.py replaces its contents.
 An existing destination is replaced only if it is a bundle whose files all still match
 its bundle.json (or, with force, a bundle with hand edits); never a non-bundle folder.
 """
@@ -14,11 +16,10 @@ import ctypes
 import errno
 import hashlib
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
-from bundler import layout, verify
+from bundler import in_place, layout, leftovers, verify
 from bundler.digest import copy_hashing
 from bundler.errors import OutputError, RegistryError
 from bundler.layout import FileRecord
@@ -46,25 +47,75 @@ def check_destination(dest: Path, force: bool) -> None:
         )
 
 
+def staging_prefix(dest: Path) -> str:
+    """How the temporary folders of a save to dest are named: the prefix and a digest of
+    dest's name, then a random part. The length is fixed (a 250-character folder name still
+    fits in 255 bytes), and a save to `out` never takes those of `out-b` for its own."""
+    key = hashlib.sha256(os.fsencode(dest.name)).hexdigest()[:16]
+    return f"{TMP_PREFIX}{key}-"
+
+
 def write(dest: Path, entries: tuple[FileEntry, ...], manifest, force: bool = False) -> Path:
     """Write entries plus the manifest (manifest(records) -> bytes) to dest, atomically."""
     dest = Path(os.path.abspath(dest))
+    prefix = staging_prefix(dest)
+    if dest.is_dir() and not dest.is_symlink() and in_place.is_mount_point(dest):
+        return in_place.write(dest, prefix, lambda staging: _fill(staging, entries, manifest), force)
     check_destination(dest, force)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    _remove_leftovers(dest)
-    staging = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{dest.name}-", dir=dest.parent))
+    parent_fd = os.open(dest.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        records = {entry.path: _write_entry(staging, entry) for entry in entries}
-        _write_file(staging / layout.MANIFEST, manifest(records), layout.FILE_MODE)
-        for folder, _, _ in os.walk(staging):
-            os.chmod(folder, layout.DIR_MODE)
-        _swap_into_place(staging, dest)
-    except OSError as exc:
-        raise OutputError(f"cannot write the bundle to {dest}: {exc.strerror or exc}; nothing was changed") from exc
+        leftovers.remove_stale(parent_fd, [n for n in os.listdir(parent_fd) if n.startswith(prefix)])
+        with Staging(parent_fd, dest.parent, prefix) as staging:
+            try:
+                _fill(staging.path, entries, manifest)
+                _swap_into_place(staging, dest, parent_fd)
+            except OSError as exc:
+                raise OutputError(
+                    f"cannot write the bundle to {dest}: {exc.strerror or exc}; nothing was changed"
+                ) from exc
     finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        os.close(parent_fd)
     return dest
+
+
+class Staging:
+    """A new folder to build a bundle in, locked for as long as this process writes it (the
+    lock tells a later save that it is not a leftover); removed on the way out unless it
+    was moved into place."""
+
+    def __init__(self, parent_fd: int, parent: Path, prefix: str):
+        self.parent_fd, self.parent, self.prefix = parent_fd, parent, prefix
+
+    def __enter__(self) -> Staging:
+        try:
+            self.path = Path(tempfile.mkdtemp(prefix=self.prefix, dir=self.parent))
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write the bundle in {self.parent}: {exc.strerror or exc}; nothing was changed"
+            ) from exc
+        self.name = self.path.name
+        self.fd = os.open(self.name, leftovers.DIR_FLAGS, dir_fd=self.parent_fd)
+        self.identity = os.fstat(self.fd)
+        leftovers.lock(self.fd)
+        self.placed = False
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        try:
+            if not self.placed:
+                leftovers.remove_tree(self.parent_fd, self.name, expected=self.identity)
+        except OSError:
+            pass  # unlocked once this process ends: the next save removes it
+        finally:
+            os.close(self.fd)
+
+
+def _fill(staging: Path, entries: tuple[FileEntry, ...], manifest) -> None:
+    records = {entry.path: _write_entry(staging, entry) for entry in entries}
+    _write_file(staging / layout.MANIFEST, manifest(records), layout.FILE_MODE)
+    for folder, _, _ in os.walk(staging):
+        os.chmod(folder, layout.DIR_MODE)
 
 
 def _write_entry(root: Path, entry: FileEntry) -> FileRecord:
@@ -107,56 +158,36 @@ def _write_file(path: Path, data: bytes, mode: int) -> None:
     os.chmod(path, mode)
 
 
-def _remove_leftovers(dest: Path) -> None:
-    for leftover in dest.parent.glob(f"{TMP_PREFIX}{dest.name}-*"):
-        try:
-            _remove_tree(leftover)
-        except OSError as exc:
-            raise OutputError(
-                f"cannot remove {leftover}, left by an earlier save ({exc.strerror}); delete it by hand"
-            ) from None
-
-
-def _remove_tree(path: Path) -> None:
-    """rmtree that also clears a tree the user made read-only (chmod -R a-w, or 000): it is
-    theirs to delete, so each folder is made writable and listable first (an owner may)."""
-    os.chmod(path, os.lstat(path).st_mode | 0o700)
-    for folder, subfolders, _ in os.walk(path):  # top-down: each folder is opened after its chmod
-        for name in subfolders:
-            sub = os.path.join(folder, name)
-            if not os.path.islink(sub):
-                os.chmod(sub, os.lstat(sub).st_mode | 0o700)
-    shutil.rmtree(path)
-
-
-def _discard_old_bundle(old: Path, dest: Path) -> None:
-    """The new bundle is in place; its predecessor goes. If it cannot, say exactly that (not
-    "nothing was changed"), naming both."""
+def _discard_old_bundle(parent_fd: int, name: str, dest: Path) -> None:
+    """The new bundle is in place; its predecessor, now at `name`, goes. If it cannot, say
+    exactly that (not "nothing was changed"), naming both."""
     try:
-        _remove_tree(old)
+        leftovers.remove_tree(parent_fd, name)
     except OSError as exc:
         raise OutputError(
-            f"the bundle is saved to {dest}, but its old copy {old} cannot be removed "
-            f"({exc.strerror}); delete it by hand"
+            f"the bundle is saved to {dest}, but its old copy {dest.parent / name} cannot be removed "
+            f"({exc.strerror or exc}); delete it by hand"
         ) from None
 
 
-def _swap_into_place(staging: Path, dest: Path) -> None:
+def _swap_into_place(staging: Staging, dest: Path, parent_fd: int) -> None:
     if dest.is_dir() and not any(dest.iterdir()):
         dest.rmdir()
     if not dest.exists():
-        os.rename(staging, dest)
+        os.rename(staging.name, dest.name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+        staging.placed = True
         return
-    if _exchange(staging, dest):
-        _discard_old_bundle(staging, dest)  # staging now holds the old bundle
+    if _exchange(staging.path, dest):
+        staging.placed = True
+        _discard_old_bundle(parent_fd, staging.name, dest)  # the staging name now holds the old bundle
         return
-    # No atomic exchange here: move the old bundle aside under the temporary prefix, so a
-    # kill between the two renames leaves it where the next save finds and clears it.
-    old = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{dest.name}-old-", dir=dest.parent))
-    old.rmdir()
-    os.rename(dest, old)
-    os.rename(staging, dest)
-    _discard_old_bundle(old, dest)
+    # No atomic exchange here: move the old bundle aside under a staging name, so a kill
+    # between the two renames leaves it where the next save finds and clears it.
+    old = f"{staging.name}-old"
+    os.rename(dest.name, old, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+    os.rename(staging.name, dest.name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+    staging.placed = True
+    _discard_old_bundle(parent_fd, old, dest)
 
 
 def _exchange(a: Path, b: Path) -> bool:

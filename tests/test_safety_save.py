@@ -152,15 +152,15 @@ def test_a_missing_registry_file_names_the_model_file(project, cli, isolated_hom
 
 
 def test_old_copy_that_will_not_go_is_not_called_a_failed_save(project, cli, monkeypatch):
-    import bundler.emit as emit
+    import bundler.leftovers as leftovers
 
     save(cli)
     (project / "score.py").write_text("def init():\n    pass\ndef run(raw):\n    return 4\n")
 
-    def stuck(path):
-        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+    def stuck(parent_fd, name, expected=None):
+        raise PermissionError(errno.EACCES, "Permission denied", name)
 
-    monkeypatch.setattr(emit, "_remove_tree", stuck)
+    monkeypatch.setattr(leftovers, "remove_tree", stuck)
     result = save(cli)
     assert result.exit_code == 1
     assert f"the bundle is saved to {project / 'out'}, but its old copy" in result.output
@@ -172,7 +172,7 @@ REMOVE_AS_OWNER = """
 import os, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from bundler.emit import _remove_tree
+from bundler.leftovers import remove_tree
 tree = Path(sys.argv[2]) / "old"
 (tree / "sub").mkdir(parents=True)
 (tree / "sub" / "f").write_text("x")
@@ -181,7 +181,7 @@ tree = Path(sys.argv[2]) / "old"
 os.chmod(tree / "sub" / "closed", 0o000)  # not even listable
 for folder in (tree / "sub", tree):
     os.chmod(folder, 0o555)  # chmod -R a-w
-_remove_tree(tree)
+remove_tree(os.open(tree.parent, os.O_RDONLY | os.O_DIRECTORY), tree.name)
 print("gone" if not tree.exists() else "still there")
 """
 
