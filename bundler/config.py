@@ -59,6 +59,7 @@ SCHEMA: dict[str, dict[str, type]] = {
     "server": {"port": int, "workers": int, "scoring_timeout": int, "max_request_bytes": int, "engine": str},
     "registry": {"address": str, "username": str, "password_env": str},
     "dockerfile": {"template": str},
+    "secrets": {"allow": list},
 }
 SERVER_LIMITS = {
     "port": (1, 65535),
@@ -89,6 +90,7 @@ class Config:
     dockerfile_template: Path | None = None
     vendor: bool = False  # download wheels into the bundle for an offline build
     platform: str = "linux/amd64"
+    allowed_secrets: tuple[Path, ...] = ()  # files (or folders) that only look like secrets: they ship
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ class Flags:
     requirements: str | None = None
     base_image: str | None = None
     vendor: bool | None = None
+    allow_secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,7 @@ def load(flags: Flags, cwd: Path) -> Config:
         dockerfile_template=template.path if template else None,
         vendor=vendor,
         platform=platform,
+        allowed_secrets=_allowed_secrets(flags, document, cwd),
     )
 
 
@@ -274,9 +278,7 @@ def _models(flags: Flags, document: _Document) -> tuple[ModelRef, ...]:
         refs, where = list(flags.models), "--model"
     else:
         refs, where = document.table("").get("models", []), document.where("", "models")
-    if not refs:
-        raise ConfigError('no model: pass --model NAME:VERSION or set models = ["NAME:VERSION"] in bundler.toml')
-    parsed = []
+    parsed = []  # none is fine: as on Azure, AZUREML_MODEL_DIR is then an empty folder
     for ref in refs:
         if not isinstance(ref, str):
             raise ConfigError(f'{where}: each model must be a string like "diabetes:1", not {ref!r}')
@@ -335,6 +337,17 @@ def _environment(flags: Flags, document: _Document, cwd: Path):
         bool(vendor and vendor.value),
         platform.value if platform else PLATFORMS[0],
     )
+
+
+def _allowed_secrets(flags: Flags, document: _Document, cwd: Path) -> tuple[Path, ...]:
+    """Files the user says only look like secrets: --allow-secret (repeatable) and [secrets] allow."""
+    allowed = [Path(cwd, path) for path in flags.allow_secrets]
+    setting = document.setting("secrets", "allow")
+    for value in setting.value if setting else ():
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{setting.where}: each entry must be a path (a string), not {value!r}")
+        allowed.append(Path(setting.base, value))
+    return tuple(allowed)
 
 
 def _server(document: _Document) -> tuple[ServerSettings, str]:

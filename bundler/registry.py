@@ -4,18 +4,24 @@ Layout under the registry home:
 
     blobs/sha256/<ab>/<sha256>     file contents, stored once per distinct content
     models/<name>/<version>.json   one record per version: files, sizes, sha256, metadata
-    tmp/                           staging; anything here is garbage from a killed process
+    tmp/                           staging of the registers running now
+    lock                           held shared by every register, exclusively to clean up
 
 A version appears whole or not at all: its record is written to tmp/ first and then
 *hard-linked* to its final name, which fails if another `register` claimed that number
 first, so concurrent registrations of one name get distinct versions without a lock.
-Files are streamed in chunks, so memory does not grow with model size.
+Files are streamed in chunks, so memory does not grow with model size. What a killed
+register left in tmp/ is removed by the next register that finds no other one running
+(it takes the lock exclusively for that moment), or by `bundler gc`, which also removes
+stored files no version refers to.
 
 This module never prints; it raises BundlerError subclasses.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -23,9 +29,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from bundler import leftovers, secret_rules
 from bundler.digest import copy_hashing, sha256_file
 from bundler.errors import InputError, ModelNotFound, RegistryError
-from bundler.sources import walk
+from bundler.sources import Rules, Walk, walk
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 REF_PATTERN = re.compile(r"(?P<name>[^:]+)(?::(?P<version>[^:]*))?")
@@ -56,12 +63,29 @@ class ModelVersion:
     files: tuple[ModelFile, ...]
     description: str = ""
     tags: tuple[tuple[str, str], ...] = ()
-    # Set by register only: files of the folder left out because they look like secrets, to be named.
-    skipped_secrets: tuple[str, ...] = ()
 
     @property
     def ref(self) -> str:
         return f"{self.name}:{self.version}"
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What `register` did: the new version, what it left out (to be named), what it freed."""
+
+    version: ModelVersion
+    skipped_secrets: tuple[str, ...] = ()
+    skipped_registries: tuple[str, ...] = ()
+    freed_bytes: int = 0  # left in tmp/ by an interrupted register, and removed now
+
+
+@dataclass(frozen=True)
+class Collected:
+    """What `gc` removed."""
+
+    tmp_bytes: int
+    blob_count: int
+    blob_bytes: int
 
 
 def validate_name(name: str, what: str = "model name") -> str:
@@ -134,28 +158,74 @@ class Registry:
             files = tuple(ModelFile(_safe_path(f["path"]), f["sha256"], int(f["size"])) for f in data["files"])
             tags = tuple(sorted((str(k), str(v)) for k, v in data.get("tags", {}).items()))
             return ModelVersion(name, version, files, data.get("description", ""), tags)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except RecursionError:
+            raise RegistryError(
+                f"registry record {path} is unreadable (nested too deeply); re-register the model"
+            ) from None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise RegistryError(f"registry record {path} is unreadable ({exc}); re-register the model") from exc
 
     # -- writing ---------------------------------------------------------------
 
     def register(
         self, source: Path, name: str, description: str = "", tags: dict[str, str] | None = None
-    ) -> ModelVersion:
+    ) -> Registration:
         validate_name(name)
-        source = Path(source)
-        files, skipped = _model_files(source)
+        found = _model_files(Path(source), self.home)
         tmp = self.home / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
-        stored = tuple(ModelFile(rel, *self._store_blob(path, tmp)) for rel, path in files)
-        record = {
-            "name": name,
-            "description": description,
-            "tags": dict(sorted((tags or {}).items())),
-            "files": [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in stored],
-        }
-        version = self._claim_version(name, record, tmp)
-        return ModelVersion(name, version, stored, description, tuple(sorted((tags or {}).items())), skipped)
+        with self._lock() as lock_fd:
+            freed = self._remove_leftovers(lock_fd, tmp)
+            stored = tuple(ModelFile(rel, *self._store_blob(path, tmp)) for rel, path in found.files)
+            record = {
+                "name": name,
+                "description": description,
+                "tags": dict(sorted((tags or {}).items())),
+                "files": [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in stored],
+            }
+            version = self._claim_version(name, record, tmp)
+        model = ModelVersion(name, version, stored, description, tuple(sorted((tags or {}).items())))
+        return Registration(model, found.skipped_secrets, found.skipped_registries, freed)
+
+    def gc(self) -> Collected:
+        """Remove what interrupted registers left: staging files, and stored files no version refers to."""
+        tmp = self.home / "tmp"
+        if not self.home.is_dir():
+            return Collected(0, 0, 0)
+        with self._lock() as lock_fd:
+            if not _take_exclusively(lock_fd):
+                raise RegistryError(f"a register is running in {self.home}; run bundler gc again when it ends")
+            tmp_bytes = _empty_tmp(tmp)
+            records = (self._read_record(name, v) for name in self.names() for v in self.versions(name))
+            used = {f.sha256 for record in records for f in record.files}
+            count = size = 0
+            for blob in sorted((self.home / "blobs" / "sha256").glob("*/*")):
+                if blob.name not in used and blob.is_file() and not blob.is_symlink():
+                    size += blob.stat().st_size
+                    blob.unlink()
+                    count += 1
+        return Collected(tmp_bytes, count, size)
+
+    @contextlib.contextmanager
+    def _lock(self):
+        """The registry's lock, held shared for as long as this process writes to the registry."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.home / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _remove_leftovers(self, lock_fd: int, tmp: Path) -> int:
+        """Empty tmp/ of what killed registers left, when no other register runs (else leave it)."""
+        if not tmp.is_dir() or not any(tmp.iterdir()):
+            return 0
+        try:
+            return _empty_tmp(tmp) if _take_exclusively(lock_fd) else 0
+        finally:
+            # Shared again, also after a failed attempt: flock drops the lock it cannot convert.
+            fcntl.flock(lock_fd, fcntl.LOCK_SH)
 
     def _store_blob(self, path: Path, tmp: Path) -> tuple[str, int]:
         fd, staged = tempfile.mkstemp(dir=tmp, prefix="blob-")
@@ -203,26 +273,74 @@ class Registry:
             os.unlink(staged)
 
 
-def _model_files(source: Path) -> tuple[list[tuple[str, Path]], tuple[str, ...]]:
-    """The files to register: (path inside the model folder, file on disk), sorted, and the secrets left out.
+def _model_files(source: Path, home: Path):
+    """The files to register: (path inside the model folder, file on disk), sorted, and what was left out.
 
     A single file keeps its name; a directory keeps its own name as the top folder,
     as Azure ML does, so `AZUREML_MODEL_DIR/<dir name>/...` resolves the same way.
-    A folder's secrets (.env, .git/, keys) are left out by the rules `save` applies to sources.
+    A folder's secrets (.env, .git/, keys) are left out by the rules `save` applies to
+    sources, and so is a model registry, this one above all; a single file that looks like
+    a secret is refused.
     """
     if not source.exists():
         raise InputError(f"cannot register {source}: no such file or directory")
     if source.is_file():
-        return [(source.name, source)], ()
+        _check_single_file(source)
+        return Walk(((source.name, source),), ())
     # abspath, not resolve: `..` and `.` get their real names, but a linked folder keeps the link's name.
     folder = Path(os.path.abspath(source))
-    found = walk(folder, f"the model folder {source}", "then register again")
-    files = [(f"{folder.name}/{rel}", path) for rel, path in found.files]
+    if folder.resolve() == home.resolve() or folder.resolve().is_relative_to(home.resolve()):
+        raise InputError(f"cannot register {source}: it is the model registry itself ({home})")
+    rules = Rules(exclude=frozenset({home.resolve()}))
+    found = walk(folder, f"the model folder {source}", "then register again", rules)
+    files = tuple((f"{folder.name}/{rel}", path) for rel, path in found.files)
     secrets = tuple(f"{folder.name}/{rel}" for rel in found.skipped_secrets)
+    registries = tuple(f"{folder.name}/{rel}" for rel in found.skipped_registries)
     if not files:
         left_out = f" (left out as secrets: {', '.join(secrets)})" if secrets else ""
         raise InputError(f"cannot register {source}: the directory holds no files{left_out}")
-    return files, secrets
+    return Walk(files, secrets, registries)
+
+
+def _check_single_file(source: Path) -> None:
+    try:
+        source.name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(source).decode("utf-8", "backslashreplace")
+        raise InputError(
+            f"cannot register {shown}: the file name is not UTF-8, which a bundle cannot carry; rename it"
+        ) from None
+    with open(source, "rb") as handle:
+        head = handle.read(secret_rules.HEAD_BYTES)
+        rest = lambda: head + handle.read(secret_rules.SERVICE_ACCOUNT_LIMIT)  # noqa: E731 - read only if needed
+        key = secret_rules.is_key_content(head, source.name, rest)
+    if secret_rules.is_secret_name(source.name) or key:
+        raise InputError(
+            f"cannot register {source}: it looks like a secret (a credential file or a key), and a model is "
+            "copied into every bundle made from it; register the model's own files"
+        )
+
+
+def _empty_tmp(tmp: Path) -> int:
+    """Remove what is in tmp/ (the caller holds the registry lock exclusively); the bytes freed."""
+    if not tmp.is_dir():
+        return 0
+    tmp_fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return leftovers.remove_stale(tmp_fd, os.listdir(tmp_fd))
+    finally:
+        os.close(tmp_fd)
+
+
+def _take_exclusively(lock_fd: int) -> bool:
+    """Turn this process's shared hold of the registry lock exclusive, if no other process holds
+    it. When it cannot, the shared hold may be gone too (flock converts by dropping first): the
+    caller takes it again."""
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
 
 
 def _holds(blob: Path, sha256: str, size: int) -> bool:

@@ -2,10 +2,13 @@
 
 A requirements file is copied into the bundle verbatim, and `docker build` installs from it
 far from this machine. So, before saving: the files it includes (`-r`, `-c`) must ship with
-it; a line naming a path on this machine (`./pkg`, `-e .`, `file:`, `-f ./wheels`) cannot
-work in the build and is refused; a password in a URL would enter the bundle and is
-refused (pip expands `${VAR}`, so `https://${USER}:${TOKEN}@host` is fine); and packages not
-pinned to one version are reported, since each build may install different ones.
+it, from its folder (a link leading elsewhere, to a netrc say, is refused); a line naming a
+path on this machine (`./pkg`, `-e .`, `file:`, `-f ./wheels`) cannot work in the build
+and is refused; a credential in a URL (user info, or a token or signature in its query:
+credentials.py) would enter the bundle and is refused, in comments too (pip expands
+`${VAR}`, so `https://${USER}:${TOKEN}@host` is fine); a conda file given as requirements is
+named for what it is; and packages not pinned to one version are reported, since each
+build may install different ones.
 
 `parse` is pure. `collect` reads the requirement files and nothing else.
 """
@@ -18,14 +21,18 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from bundler import credentials
 from bundler.errors import InputError
 
 _COMMENT = re.compile(r"(^|\s+)#.*$")
 _HASH_OPTION = re.compile(r"(^|\s)--(hash|require-hashes)\b")
 _NAME = re.compile(r"([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(?:\[[^\]]*\])?\s*(.*)", re.S)
 _EXACT = re.compile(r"===?\s*([^\s,;*]+)\s*$")
-_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/@\s]+)@")
-_ENV_REFERENCE = re.compile(r"\$\{[A-Za-z0-9_]+\}")
+# A conda environment file passed as requirements: its top-level keys, which pip would choke on.
+_CONDA_KEY = re.compile(r"^(?:name|channels|dependencies)\s*:", re.M)
+CREDENTIAL_FIX = (
+    "a bundle never carries one: write ${VARIABLE} in its place (pip expands it) and supply it at build time"
+)
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _INCLUDE_OPTIONS = {"-r", "--requirement", "-c", "--constraint"}
 _EDITABLE = {"-e", "--editable"}
@@ -101,15 +108,9 @@ def parse(text: str) -> Parsed:
     hashed = False
     for number, line in logical_lines(text):
         hashed = hashed or bool(_HASH_OPTION.search(line))
-        secret = _literal_credentials(line)
+        secret = credentials.find(line)
         if secret:
-            problems.append(
-                (
-                    number,
-                    f"a URL holds credentials ({secret}); a bundle never carries them: "
-                    "write ${VARIABLE} in their place (pip expands it) and supply it at build time",
-                )
-            )
+            problems.append((number, f"a URL holds a credential ({secret}); {CREDENTIAL_FIX}"))
             continue
         if line.startswith("-"):
             _option(number, line, includes, problems, find_links)
@@ -120,13 +121,13 @@ def parse(text: str) -> Parsed:
             elif requirement is not None:
                 requirements.append(requirement)
     for number, comment in _comments(text):
-        secret = _literal_credentials(comment)
+        secret = credentials.find(comment)
         if secret:  # the file ships verbatim, comments too
             problems.append(
                 (
                     number,
-                    f"a comment holds a URL with credentials ({secret}); the file is copied "
-                    "into the bundle as it is: remove them from the comment",
+                    f"a comment holds a URL with a credential ({secret}); the file is copied into the bundle "
+                    "as it is: remove it from the comment",
                 )
             )
     return Parsed(tuple(requirements), tuple(includes), tuple(sorted(problems)), tuple(find_links), hashed)
@@ -190,20 +191,6 @@ def _is_local(value: str) -> bool:
     )
 
 
-def _literal_credentials(line: str) -> str | None:
-    """The masked user info of the first URL holding credentials not written as ${VAR}, if any.
-    A user name alone is one only over HTTP(S), where it is how tokens travel; `ssh://git@` is not."""
-    for match in _USERINFO.finditer(line):
-        scheme, userinfo = match.group(1).lower(), match.group(2)
-        user, colon, password = userinfo.partition(":")
-        if not colon and not scheme.endswith(("http", "https")):
-            continue
-        secret = password if colon else user
-        if _ENV_REFERENCE.sub("", secret):
-            return f"{user}:****" if colon else "****"
-    return None
-
-
 def collect(top: Path, vendored: bool = False, strict: bool = True) -> RequirementFiles:
     """The top file and every file it includes (recursively), checked; raises RequirementsError.
 
@@ -221,7 +208,15 @@ def collect(top: Path, vendored: bool = False, strict: bool = True) -> Requireme
         rel, path = pending.pop(0)
         if rel in (seen for seen, _ in files):
             continue  # included twice, or a cycle
-        parsed = parse(_read(path))
+        text = _read(path)
+        conda_key = _CONDA_KEY.search(text)
+        if strict and conda_key:
+            raise RequirementsError(
+                f"{path}:{text.count(chr(10), 0, conda_key.start()) + 1}: this is a conda environment file "
+                "(name:, channels:, dependencies:), not pip requirements; conda environments are not supported "
+                "yet: list its pip packages in a requirements file"
+            )
+        parsed = parse(text)
         if strict and parsed.problems:
             number, problem = parsed.problems[0]
             raise RequirementsError(f"{path}:{number}: {problem}")
@@ -251,6 +246,12 @@ def collect(top: Path, vendored: bool = False, strict: bool = True) -> Requireme
                 )
             elif not (path.parent / include).is_file():
                 problem = f"includes {include}, which is not a file; fix the path"
+            elif not (path.parent / include).resolve().is_relative_to(top.parent.resolve()):
+                # A link to ~/.netrc or ~/.pip/pip.conf would ship that file, passwords and all.
+                problem = (
+                    f"includes {include}, a link to {(path.parent / include).resolve()}, outside the folder of "
+                    f"{top.name}; the bundle carries only files of that folder: copy the file in instead of linking it"
+                )
             if problem is None:
                 pending.append((included, path.parent / include))
             elif strict:

@@ -7,14 +7,15 @@ core; it never prints.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from bundler import config as config_module
-from bundler import emit, entry_script, layout, render, requirements, sources
+from bundler import emit, entry_script, layout, render, requirements, secret_rules, sources
 from bundler import plan as plan_module
-from bundler.errors import ConfigError
+from bundler.errors import ConfigError, SourceError
 from bundler.registry import Registry
 
 RUNTIME_DIR = Path(__file__).parent / "runtime"
@@ -65,16 +66,47 @@ def gather(flags: config_module.Flags, home: Path, cwd: Path, outdir: Path) -> p
         models.append(plan_module.StoredModel(version, tuple(registry.blob_path(f.sha256) for f in version.files)))
     selection = None
     if config.source_directory is not None:
-        selection = sources.select(config.source_directory, exclude=(outdir,))
+        # Never the output folder, nor the registry: a registry inside the sources would ship every model.
+        selection = sources.select(config.source_directory, (outdir, home), config.allowed_secrets)
+    environment = requirements.collect(config.requirements, vendored=config.vendor) if config.requirements else None
+    shipped_text = [f.file for f in selection.files] if selection else [config.entry_script]
+    shipped_text += [path for _, path in environment.files] if environment else []
+    _refuse_secrets_in_text(shipped_text, frozenset(Path(os.path.abspath(p)) for p in config.allowed_secrets))
     return plan_module.Inputs(
         config=config,
         models=tuple(models),
         entry=entry_script.inspect(config.entry_script),
         sources=selection,
-        requirements=requirements.collect(config.requirements, vendored=config.vendor) if config.requirements else None,
+        requirements=environment,
         runtime=runtime_files(),
         user_template=_user_template(config),
     )
+
+
+def _refuse_secrets_in_text(paths: list[Path], allowed: frozenset[Path]) -> None:
+    """A key or token written into a file that ships is refused, with file and line."""
+    for path in paths:
+        if secret_rules.is_allowed(path, allowed):
+            continue
+        text = _small_text(path)
+        found = secret_rules.find_in_text(text) if text else None
+        if found:
+            line, what = found
+            raise SourceError(
+                f"{path}:{line}: {what}, in a file that would ship in the bundle; remove it (read it at run time "
+                f"from an environment variable or a mounted secret), or if it is not a real one allow the file: "
+                f"--allow-secret {path} or [secrets] allow in bundler.toml"
+            )
+
+
+def _small_text(path: Path) -> str | None:
+    """The file as text, if it is text and small enough to be code (models and data are not scanned)."""
+    try:
+        if path.stat().st_size > secret_rules.TEXT_SCAN_LIMIT:
+            return None
+        return path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _user_template(config: config_module.Config) -> str | None:

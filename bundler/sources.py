@@ -1,73 +1,35 @@
 """Select the source-directory files that ship with the entry script.
 
 Rules are gitignore syntax (pathspec): the built-in defaults below, then the source
-directory's own `.bundlerignore`. Files that look like secrets are reported by name so
-the user sees what was left out; a symlink to a secret counts as one. A symlink that
-leaves the folder, loops or dangles, and a folder that cannot be read, are refused.
-`register` walks a model folder with the same secret rules (`walk`).
+directory's own `.bundlerignore`. Files that look like secrets (secret_rules.py: by name,
+or by content such as a private key) are left out and reported by name, whatever the
+rules say; a symlink to a secret counts as one. A bundler model registry is never entered.
+A symlink that leaves the folder, loops or dangles, a folder that cannot be read, and a
+file name that is not UTF-8 (a manifest cannot hold it) are refused. `register` walks a
+model folder with the same rules (`walk`).
 
 This module reads the source tree only; it never copies or writes anything.
 """
 
 from __future__ import annotations
 
-import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from bundler import secret_rules
 from bundler.errors import SourceError
 
 IGNORE_FILE = ".bundlerignore"
 
 # Build and tool litter: never useful inside an image.
+# fmt: off
 DEFAULT_IGNORES = (
-    ".hg/",
-    ".svn/",
-    "__pycache__/",
-    "*.py[cod]",
-    ".venv/",
-    "venv/",
-    ".mypy_cache/",
-    ".pytest_cache/",
-    ".ipynb_checkpoints/",
-    ".DS_Store",
-    ".idea/",
-    ".vscode/",
-    ".tox/",
-    "*.egg-info/",
-    IGNORE_FILE,
+    ".hg/", ".svn/", "__pycache__/", "*.py[cod]", ".venv/", "venv/", ".mypy_cache/", ".pytest_cache/",
+    ".ipynb_checkpoints/", ".DS_Store", ".idea/", ".vscode/", ".tox/", "*.egg-info/", IGNORE_FILE,
     ".bundler-tmp-*/",  # a save in progress (or killed) beside an output folder
 )
-# Secrets: left out AND named in the output, so nobody ships a key by accident. Matched
-# case-insensitively (SERVER.PEM is as secret as server.pem), so keep these lower-case.
-# .git/ is here because its config can hold credentials in remote URLs. `credentials` is the
-# AWS credentials file; `!credentials/` keeps a code package of that name (credentials.py ships too).
-SECRET_IGNORES = (
-    "credentials",
-    "!credentials/",  # first: the last matching rule wins, so nothing below is undone
-    ".git/",
-    ".env",
-    ".env.*",
-    "*.pem",
-    "*.key",
-    "*.p12",
-    "*.pfx",
-    "id_rsa*",
-    "id_dsa*",
-    "id_ecdsa*",
-    "id_ed25519*",
-    ".ssh/",
-    ".aws/",
-    ".azure/",
-    ".netrc",
-    ".pypirc",
-    ".npmrc",
-    ".git-credentials",
-    "**/.docker/config.json",
-    "credentials.json",
-    "*.kdbx",
-)
+# fmt: on
 
 
 @dataclass(frozen=True)
@@ -81,12 +43,23 @@ class SourceFile:
 class SourceSelection:
     files: tuple[SourceFile, ...]
     skipped_secrets: tuple[str, ...]
+    skipped_registries: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Walk:
     files: tuple[tuple[str, Path], ...]  # (POSIX path relative to the walked folder, file), sorted
     skipped_secrets: tuple[str, ...]
+    skipped_registries: tuple[str, ...] = ()  # folders holding a model registry: never entered
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What a walk leaves out besides secrets, and what the user says is not a secret."""
+
+    ignored: object = None  # a pathspec of ignore rules (source directories only)
+    exclude: frozenset[Path] = frozenset()  # folders never entered: the output, the registry in use
+    allowed: frozenset[Path] = field(default_factory=frozenset)  # files or folders that only look secret
 
 
 def _spec(patterns):
@@ -95,46 +68,40 @@ def _spec(patterns):
     return pathspec.GitIgnoreSpec.from_lines(patterns)
 
 
-@functools.lru_cache(maxsize=1)
-def _secret_spec():
-    return _spec(SECRET_IGNORES)
-
-
-def is_secret(rel: str) -> bool:
-    """Whether a POSIX path relative to a walked folder (folders end in /) looks like a secret."""
-    return _secret_spec().match_file(rel.lower())
-
-
-def select(source_dir: Path, exclude: tuple[Path, ...] = ()) -> SourceSelection:
-    """The files to ship from source_dir, sorted; `exclude` holds folders never to enter (the output)."""
+def select(source_dir: Path, exclude: tuple[Path, ...] = (), allowed: tuple[Path, ...] = ()) -> SourceSelection:
+    """The files to ship from source_dir, sorted; `exclude` holds folders never to enter (the
+    output, the registry), `allowed` files the user says are not secrets."""
     user_rules: list[str] = []
     ignore_file = source_dir / IGNORE_FILE
     if ignore_file.is_file():
         user_rules = ignore_file.read_text(encoding="utf-8", errors="replace").splitlines()
-    found = walk(
-        source_dir,
-        f"the source directory {source_dir}",
-        "or add it to .bundlerignore",
+    rules = Rules(
         ignored=_spec(DEFAULT_IGNORES + tuple(user_rules)),
         exclude=frozenset(p.resolve() for p in exclude),
+        allowed=frozenset(Path(os.path.abspath(p)) for p in allowed),
     )
+    found = walk(source_dir, f"the source directory {source_dir}", "or add it to .bundlerignore", rules)
     files = tuple(SourceFile(rel, path, bool(path.stat().st_mode & 0o111)) for rel, path in found.files)
-    return SourceSelection(files, found.skipped_secrets)
+    return SourceSelection(files, found.skipped_secrets, found.skipped_registries)
 
 
-def walk(folder: Path, what: str, fix: str, ignored=None, exclude: frozenset[Path] = frozenset()) -> Walk:
+def walk(folder: Path, what: str, fix: str, rules: Rules = Rules()) -> Walk:
     """The regular files under `folder` minus secrets; both `save --source-dir` and `register` walk with it.
 
     `what` names the folder in errors ("the model folder m"); `fix` ends each error's advice. Secrets go
-    first, then `ignored` (a pathspec) and `exclude` (folders never entered), so ignored entries are never
-    examined. A folder that cannot be listed is an error, never a silent gap in the result.
+    first, then the ignore rules and excluded folders, so ignored entries are never examined. A folder
+    that cannot be listed is an error, never a silent gap in the result.
     """
     root = folder.resolve()
     files: list[tuple[str, Path]] = []
     secrets: list[str] = []
+    registries: list[str] = []
 
     def unreadable(exc: OSError) -> None:
         raise SourceError(f"cannot read the folder {exc.filename} ({exc.strerror or exc}); fix its permissions, {fix}")
+
+    def secret_name(path: Path, rel: str) -> bool:
+        return secret_rules.is_secret_name(rel) and not secret_rules.is_allowed(path, rules.allowed)
 
     for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable, followlinks=True):
         current = Path(dirpath)
@@ -146,36 +113,76 @@ def walk(folder: Path, what: str, fix: str, ignored=None, exclude: frozenset[Pat
         kept_dirs = []
         for name in sorted(dirnames):
             path, rel = current / name, prefix + name + "/"
-            if is_secret(rel):
+            if secret_name(path, rel):
                 secrets.append(rel)
-            elif (ignored and ignored.match_file(rel)) or (exclude and path.resolve() in exclude):
+            elif (rules.ignored and rules.ignored.match_file(rel)) or path.resolve() in rules.exclude:
                 continue  # the output folder itself, too
+            elif _is_registry(path):
+                registries.append(rel)
             elif path.is_symlink():
                 # A linked folder ships at the link's path, as a linked file does; not a secret
                 # under another name, and not a folder that holds the link (an endless tree).
                 target = _link_target(path, root, what, fix)
-                if is_secret(target.relative_to(root).as_posix() + "/"):
+                if secret_name(target, _relative(target, root) + "/"):
                     secrets.append(rel)
                 elif target in _real_folders(folder, current):
                     raise SourceError(
                         f"{path}: symlink loop (it leads to {target}, which holds the link); remove the link, {fix}"
                     )
                 else:
-                    kept_dirs.append(name)
+                    kept_dirs.append(_utf8(name, path, fix))
             else:
-                kept_dirs.append(name)
+                kept_dirs.append(_utf8(name, path, fix))
         dirnames[:] = kept_dirs
         for name in sorted(filenames):
             path, rel = current / name, prefix + name
-            if is_secret(rel) or (real_prefix != prefix and is_secret(real_prefix + name)):
+            if secret_name(path, rel) or (real_prefix != prefix and secret_name(path, real_prefix + name)):
                 secrets.append(rel)
-            elif ignored and ignored.match_file(rel):
+            elif rules.ignored and rules.ignored.match_file(rel):
                 continue
-            elif path.is_symlink() and is_secret(_link_target(path, root, what, fix).relative_to(root).as_posix()):
+            elif path.is_symlink() and secret_name(path, _relative(_link_target(path, root, what, fix), root)):
                 secrets.append(rel)  # settings.txt -> .env would ship the secret under an innocent name
             elif path.is_file():
-                files.append((rel, path))
-    return Walk(tuple(sorted(files)), tuple(sorted(secrets)))
+                _utf8(name, path, fix)
+                if _holds_a_key(path) and not secret_rules.is_allowed(path, rules.allowed):
+                    secrets.append(rel)  # a private key or service-account key, whatever its name
+                else:
+                    files.append((rel, path))
+    return Walk(tuple(sorted(files)), tuple(sorted(secrets)), tuple(sorted(registries)))
+
+
+def _is_registry(path: Path) -> bool:
+    """A bundler model registry (any, not only the one in use): it holds every registered model."""
+    return (path / "blobs" / "sha256").is_dir() and (path / "models").is_dir()
+
+
+def _holds_a_key(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(secret_rules.HEAD_BYTES)
+
+            def read_all():
+                return None if path.stat().st_size > secret_rules.SERVICE_ACCOUNT_LIMIT else head + handle.read()
+
+            return secret_rules.is_key_content(head, path.name, read_all)
+    except OSError:
+        return False  # unreadable: the copy names it, with the fix
+
+
+def _utf8(name: str, path: Path, fix: str) -> str:
+    """A name that is not UTF-8 cannot be written into bundle.json or the Dockerfile's world."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise SourceError(
+            f"{shown}: the file name is not UTF-8, which a bundle cannot carry; rename it, {fix}"
+        ) from None
+    return name
+
+
+def _relative(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
 
 
 def _real_folders(folder: Path, current: Path) -> set[Path]:

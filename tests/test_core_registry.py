@@ -57,7 +57,7 @@ def test_directory_keeps_its_name_and_sorted_relative_paths(tmp_path):
     (folder / "sub").mkdir(parents=True)
     (folder / "z.bin").write_bytes(b"z")
     (folder / "sub" / "a.txt").write_bytes(b"a")
-    version = Registry(tmp_path / "home").register(folder, "m")
+    version = Registry(tmp_path / "home").register(folder, "m").version
     assert [f.path for f in version.files] == ["outputs/sub/a.txt", "outputs/z.bin"]
 
 
@@ -90,7 +90,7 @@ def test_register_streams_large_files_in_chunks(tmp_path, monkeypatch):
         return Spy(handle) if str(path) == str(big) and "r" in mode else handle
 
     monkeypatch.setattr(registry_module, "open", spy_open, raising=False)
-    version = Registry(tmp_path / "home").register(big, "big")
+    version = Registry(tmp_path / "home").register(big, "big").version
     assert version.files[0].size == big.stat().st_size
     assert sizes and all(0 < s <= CHUNK_SIZE for s in sizes)
 
@@ -146,7 +146,7 @@ def test_concurrent_registers_get_distinct_versions(tmp_path):
     home = tmp_path / "home"
     code = (
         "import sys; from bundler.registry import Registry; "
-        "print(Registry(sys.argv[1]).register(sys.argv[2], 'same').version)"
+        "print(Registry(sys.argv[1]).register(sys.argv[2], 'same').version.version)"
     )
     procs = [
         subprocess.Popen([sys.executable, "-c", code, str(home), str(model)], stdout=subprocess.PIPE, text=True)

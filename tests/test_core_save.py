@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import venv
 from pathlib import Path
 
@@ -188,9 +189,17 @@ def test_templates_ship_inside_the_wheel(tmp_path):
     )
     wheel = next(wheels.glob("bundler-*.whl"))
     env_dir = tmp_path / "venv"
-    venv.create(env_dir, system_site_packages=True, with_pip=False)
+    venv.create(env_dir, with_pip=False)
     python = env_dir / "bin" / "python"
-    # --no-deps: click, jinja2 and pathspec come from this interpreter's site-packages.
+    # --no-deps: click, jinja2 and pathspec come from this interpreter's site-packages, listed
+    # after the new venv's own (where the wheel goes) by a .pth file.
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    Path(purelib, "test-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run(
         [sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--quiet", wheel],
         check=True,

@@ -81,15 +81,24 @@ def test_remote_editables_and_urls_are_fine():
 @pytest.mark.parametrize(
     "line, shown",
     [
-        ("--index-url https://me:hunter2@pypi.example/simple", "me:****"),
-        ("--extra-index-url=https://me:hunter2@pypi.example/simple", "me:****"),
-        ("pkg @ https://ghp_tokenhunter2@github.com/x/pkg.whl", "****"),
-        ("-i https://${USER}:hunter2@pypi.example/simple", "${USER}:****"),
+        ("--index-url https://me:hunter2@pypi.example/simple", "me:****@"),
+        ("--extra-index-url=https://me:hunter2@pypi.example/simple", "me:****@"),
+        ("pkg @ https://ghp_tokenhunter2@github.com/x/pkg.whl", "****@"),
+        ("-i https://${USER}:hunter2@pypi.example/simple", "${USER}:****@"),
+        # a token as the user name with an empty password, and tokens or signatures in the query
+        ("--index-url https://hunter2:@pypi.example/simple", "****@"),
+        ("pkg @ https://files.example/pkg.whl?access_token=hunter2", "access_token=****"),
+        (
+            "pkg @ https://b.s3.amazonaws.com/p.whl?X-Amz-Credential=AK%2F1&X-Amz-Signature=hunter2",
+            "X-Amz-Credential=****",
+        ),
+        ("pkg @ https://a.blob.core.windows.net/c/p.whl?sv=2022-11-02&se=2030&sig=hunter2%3D", "sig=****"),
+        ("-f https://host/wheels/?token=hunter2", "token=****"),
     ],
 )
 def test_credentials_in_a_url_are_refused_and_never_repeated(line, shown):
     (problem,) = parse(line + "\n").problems
-    assert f"a URL holds credentials ({shown})" in problem[1]
+    assert f"a URL holds a credential ({shown})" in problem[1]
     assert "hunter2" not in problem[1]
 
 
@@ -103,7 +112,7 @@ def test_credentials_in_a_url_are_refused_and_never_repeated(line, shown):
 def test_credentials_in_a_comment_are_refused_too(text, line):
     # The file ships verbatim, so a comment would carry them into the bundle.
     (problem,) = parse(text).problems
-    assert problem[0] == line and "a comment holds a URL with credentials (me:****)" in problem[1]
+    assert problem[0] == line and "a comment holds a URL with a credential (me:****@)" in problem[1]
     assert "hunter2" not in problem[1]
 
 
@@ -117,6 +126,21 @@ def test_credentials_in_a_comment_are_refused_too(text, line):
 )
 def test_an_ssh_user_name_is_not_a_credential(text):
     assert parse(text).problems == ()
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "-i https://${USER}:${TOKEN}@pypi.example/simple",
+        "--index-url https://${TOKEN}@pypi.example/simple",
+        "pkg @ https://files.example/pkg.whl?access_token=${TOKEN}",
+        "pkg @ git+ssh://git@github.com/x/pkg.git",
+        "pkg @ https://files.example/pkg-1.0.tar.gz?version=1&format=tar#sha256=abc",
+        "--extra-index-url https://pypi.example/simple?keyword=ml",
+    ],
+)
+def test_urls_without_a_literal_credential_pass(line):
+    assert parse(line + "\n").problems == ()
 
 
 def test_credentials_from_environment_variables_are_fine():

@@ -90,9 +90,9 @@ def test_registering_a_folder_leaves_its_secrets_out_and_names_them(tmp_path):
     write(folder / ".env", SECRET)
     write(folder / ".git" / "config", "url = https://me:" + SECRET + "@example.com/r.git")
     os.symlink(".env", folder / "notes.txt")
-    version = Registry(tmp_path / "home").register(folder, "m")
-    assert [f.path for f in version.files] == ["mdl/w.bin"]
-    assert version.skipped_secrets == ("mdl/.env", "mdl/.git/", "mdl/notes.txt")
+    done = Registry(tmp_path / "home").register(folder, "m")
+    assert [f.path for f in done.version.files] == ["mdl/w.bin"]
+    assert done.skipped_secrets == ("mdl/.env", "mdl/.git/", "mdl/notes.txt")
     for blob in (tmp_path / "home" / "blobs").rglob("*"):
         assert not blob.is_file() or SECRET.encode() not in blob.read_bytes()
 
@@ -184,7 +184,7 @@ def test_a_registered_folder_keeps_its_own_name_whatever_the_spelling(tmp_path, 
     write(tmp_path / "proj" / "outputs" / "a.bin")
     write(tmp_path / "proj" / "m1" / "bundler.toml")
     monkeypatch.chdir(tmp_path / cwd)
-    paths = [f.path for f in Registry(tmp_path / "home").register(Path(arg), "x").files]
+    paths = [f.path for f in Registry(tmp_path / "home").register(Path(arg), "x").version.files]
     assert paths and all(p.startswith(top + "/") for p in paths) and ".." not in "/".join(paths)
 
 
