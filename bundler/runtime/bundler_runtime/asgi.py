@@ -14,6 +14,8 @@ import contextlib
 
 from bundler_runtime.app import Request, ScoringApp, too_large
 
+GONE = object()  # what _body returns for a client that left mid-body
+
 
 @contextlib.contextmanager
 def _outside_the_event_loop():
@@ -41,6 +43,8 @@ class ASGIAdapter:
             name, value = name.decode("latin-1").lower(), value.decode("latin-1")
             headers[name] = f"{headers[name]},{value}" if name in headers else value
         body = await self._body(headers, receive)
+        if body is GONE:
+            return  # the client left before its body was whole: run() never sees half a request
         if body is None:
             status, response_headers, payload = too_large(self.limit)
         else:
@@ -58,7 +62,8 @@ class ASGIAdapter:
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else payload})
 
     async def _body(self, headers, receive):
-        """The request body, or None when it exceeds the limit."""
+        """The request body; None when it exceeds the limit, GONE when the client went away
+        before sending all of it (fewer bytes than its Content-Length)."""
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.limit:
             return None
@@ -66,11 +71,11 @@ class ASGIAdapter:
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                return b"".join(chunks)  # the client went away; the reply goes nowhere anyway
+                return GONE
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.limit:
                 return None
             chunks.append(chunk)
             if not message.get("more_body", False):
-                return b"".join(chunks)
+                return GONE if declared.isdigit() and size < int(declared) else b"".join(chunks)

@@ -6,8 +6,11 @@ scripts are not thread-safe) and the scoring timeout can use SIGALRM. It measure
 twice the throughput of the gthread and sync workers here (benchmarks/).
 
 Each worker loads the entry script and calls init() before it accepts a request; if that
-fails, the worker exits with gunicorn's boot-error code and the whole server stops with
-a clear log line, rather than restarting a broken worker forever.
+fails, the whole server stops with a clear log line, rather than restarting a broken
+worker forever. A worker that dies after it booted (os._exit() in run(), a crash in native
+code) is replaced, whatever its exit code: which of the two it was is decided by whether
+the worker had reported itself booted (BootReports), not by an exit code user code can
+also produce.
 
 Garbage collection follows the recipe in the documentation of Python's gc.freeze(): the
 collector is off while the master boots (__main__) and while a worker imports the entry
@@ -25,11 +28,13 @@ import tempfile
 import traceback
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+from gunicorn.errors import HaltServer
 
 from bundler_runtime import settings as settings_module
 
 logger = logging.getLogger("bundler_runtime")
-WORKER_BOOT_ERROR = 3  # gunicorn's arbiter halts the server when a worker exits with this
+WORKER_BOOT_ERROR = 3  # this server's exit status when a worker could not boot, as gunicorn's
 ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms x-request-id=%({x-request-id}o)s'
 
 
@@ -54,10 +59,60 @@ def _after_fork(server, worker):
     gc.disable()  # until build_app has imported the entry script
 
 
+class BootReports:
+    """A pipe on which each worker writes its pid once it has booted (init() done), read by
+    the master when a worker exits."""
+
+    def __init__(self):
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        self.booted: set[int] = set()
+        self._pending = b""
+
+    def report(self) -> None:
+        os.write(self.write_fd, b"%d\n" % os.getpid())  # under PIPE_BUF: one atomic write
+
+    def had_booted(self, pid: int) -> bool:
+        try:
+            while chunk := os.read(self.read_fd, 4096):
+                self._pending += chunk
+        except BlockingIOError:
+            pass
+        *lines, self._pending = self._pending.split(b"\n")
+        self.booted.update(int(line) for line in lines if line)
+        return pid in self.booted
+
+
+class ScoringArbiter(Arbiter):
+    """gunicorn's master, except for how a worker's exit is judged. gunicorn halts the server
+    when a worker exits with 3 or 4, but run() can exit with any status (os._exit(3)); so
+    those codes are set out of reach (an exit status is 0-255) and _after_worker_exit
+    decides instead."""
+
+    WORKER_BOOT_ERROR = 256 + 3
+    APP_LOAD_ERROR = 256 + 4
+    stopping = False
+
+    def stop(self, graceful=True):
+        self.stopping = True  # workers killed on the way out are not boot failures
+        super().stop(graceful)
+
+
+def _after_worker_exit(arbiter, worker):
+    """A worker that exits before it booted stops the server (restarting it would fail the
+    same way, forever); one that had booted is replaced by gunicorn, as usual."""
+    if not arbiter.stopping and not arbiter.app.boot_reports.had_booted(worker.pid):
+        raise HaltServer("Worker failed to boot.", WORKER_BOOT_ERROR)
+
+
 class ScoringServer(BaseApplication):
     def __init__(self, settings):
         self.settings = settings
+        self.boot_reports = BootReports()
         super().__init__()
+
+    def run(self):
+        ScoringArbiter(self).run()
 
     def load_config(self):
         s = self.settings
@@ -79,6 +134,7 @@ class ScoringServer(BaseApplication):
             "proc_name": "bundler-scoring",
             "pre_fork": _before_fork,
             "post_fork": _after_fork,
+            "child_exit": _after_worker_exit,
         }
         known = self.cfg.settings
         for key, value in options.items():
@@ -88,7 +144,9 @@ class ScoringServer(BaseApplication):
     def load(self):
         from bundler_runtime.asgi import ASGIAdapter
 
-        return ASGIAdapter(build_app(self.settings), self.settings.max_request_bytes)
+        app = ASGIAdapter(build_app(self.settings), self.settings.max_request_bytes)
+        self.boot_reports.report()
+        return app
 
 
 def build_app(settings):
