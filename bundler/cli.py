@@ -3,11 +3,14 @@
 Errors from the core are BundlerError values; `BundlerGroup.invoke` turns each into one
 line on stderr and its exit code (1 failure, 2 bad input), in this one place. `--debug`
 shows the traceback instead, for bug reports. Core modules are imported inside the
-commands, so `bundler --help` and each command pay only for what they use.
+commands, so `bundler --help` and each command pay only for what they use. A file name is
+printed as it is when it is plain text, else quoted with escapes (`shown`), so no name
+can break a line or pass for another line of output.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -15,6 +18,8 @@ from pathlib import Path
 import click
 
 from bundler import __version__
+
+DEFAULT_BUNDLE = "imagefiles"
 
 
 class BundlerGroup(click.Group):
@@ -26,7 +31,7 @@ class BundlerGroup(click.Group):
         except click.UsageError as exc:
             where = exc.ctx.command_path if exc.ctx else "bundler"
             message = " ".join(exc.format_message().split()).rstrip(".")
-            click.echo(f"bundler: error: {message}; see '{where} --help'", err=True)
+            click.echo(f"bundler: error: {one_line(message)}; see '{where} --help'", err=True)
             sys.exit(2)
         except click.Abort:
             click.echo("bundler: interrupted; nothing was half-written", err=True)
@@ -41,7 +46,7 @@ class BundlerGroup(click.Group):
         except BundlerError as exc:
             if ctx.meta.get("bundler.debug"):
                 raise
-            click.echo(f"bundler: error: {exc}", err=True)
+            click.echo(f"bundler: error: {one_line(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
         except BrokenPipeError:
             # `bundler verify | head -1`: the reader has what it wanted; Python's own recipe.
@@ -52,11 +57,47 @@ class BundlerGroup(click.Group):
             if ctx.meta.get("bundler.debug"):
                 raise
             where = f"{exc.filename}: " if exc.filename else ""
-            click.echo(f"bundler: error: {where}{exc.strerror or exc}", err=True)
+            click.echo(f"bundler: error: {one_line(f'{where}{exc.strerror or exc}')}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("bundler: interrupted; nothing was half-written", err=True)
             ctx.exit(130)
+
+    def format_commands(self, ctx: click.Context, formatter) -> None:
+        """Each command with its whole first line of help (click would cut it to fit one line)."""
+        rows = [
+            (name, command.get_short_help_str(limit=200))
+            for name in self.list_commands(ctx)
+            if (command := self.get_command(ctx, name)) is not None and not command.hidden
+        ]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def shown(name: str) -> str:
+    """A file name as printed: as it is when plain, else in quotes with escapes (a newline as \\n,
+    a byte that is not UTF-8 as \\xNN)."""
+    if name.isprintable() and name == name.strip() and not name.startswith('"'):
+        return name
+    out = []
+    for char in name:
+        if "\udc80" <= char <= "\udcff":  # a byte that was not UTF-8, as os.fsdecode keeps it
+            out.append(f"\\x{ord(char) - 0xDC00:02x}")
+        elif char in '"\\':
+            out.append("\\" + char)
+        elif char.isprintable() or char == " ":
+            out.append(char)
+        else:
+            out.append(repr(char)[1:-1])
+    return '"' + "".join(out) + '"'
+
+
+def one_line(message: str) -> str:
+    """A message with nothing in it that could end the line or fail to print."""
+    if message.isprintable():
+        return message
+    return "".join(char if char.isprintable() else shown(char)[1:-1] for char in message)
 
 
 def home_option(func):
@@ -100,10 +141,27 @@ def register(path: Path, name: str, description: str, tags: tuple[str, ...], hom
         if not sep or not key:
             raise InputError(f"--tag {tag!r}: expected KEY=VALUE, e.g. --tag framework=sklearn")
         parsed[key] = value
-    version = _registry(home).register(path, name, description, parsed)
-    for skipped in version.skipped_secrets:  # on stderr: stdout stays just NAME:VERSION, for scripts
-        click.echo(f"skipped: {skipped} (looks like a secret; not registered)", err=True)
-    click.echo(version.ref)
+    done = _registry(home).register(path, name, description, parsed)
+    # Notes go to stderr: stdout stays just NAME:VERSION, for scripts.
+    if done.freed_bytes:
+        click.echo(f"freed: {_size(done.freed_bytes)} left in the registry by an interrupted register", err=True)
+    for skipped in done.skipped_secrets:
+        click.echo(f"skipped: {shown(skipped)} (looks like a secret; not registered)", err=True)
+    for skipped in done.skipped_registries:
+        click.echo(f"skipped: {shown(skipped)} (a bundler model registry; never registered)", err=True)
+    click.echo(done.version.ref)
+
+
+@main.command()
+@home_option
+def gc(home: Path | None) -> None:
+    """Free what interrupted registers left in the registry, and files no version uses."""
+    registry = _registry(home)
+    done = registry.gc()
+    click.echo(
+        f"freed {_size(done.tmp_bytes + done.blob_bytes)} in {registry.home}: {_size(done.tmp_bytes)} of "
+        f"interrupted registers, {done.blob_count} stored file(s) no version uses ({_size(done.blob_bytes)})"
+    )
 
 
 @main.group(cls=BundlerGroup)
@@ -136,18 +194,42 @@ def models_show(ref: str, home: Path | None) -> None:
     model = _registry(home).resolve(parse_ref(ref))
     click.echo(model.ref)
     if model.description:
-        click.echo(f"description: {model.description}")
+        click.echo(f"description: {one_line(model.description)}")
     for key, value in model.tags:
-        click.echo(f"tag: {key}={value}")
+        click.echo(f"tag: {one_line(key)}={one_line(value)}")
     for f in model.files:
-        click.echo(f"{f.sha256}  {f.size:>12}  {f.path}")
+        click.echo(f"{f.sha256}  {f.size:>12}  {shown(f.path)}")
 
 
 def input_options(func):
-    """The inputs of a bundle, shared by `save` and `diff`; collected into `flags`."""
+    """The inputs of a bundle, shared by `save`, `diff` and `verify --against-inputs`; the
+    command receives them as one `flags` value (and the registry as `home`)."""
+
+    @functools.wraps(func)
+    def with_flags(
+        *args, models_, entry_script, source_dir, requirements, base_image, config_path, vendor, allow_secrets, **kwargs
+    ):
+        from bundler.config import Flags
+
+        flags = Flags(
+            config=config_path,
+            models=models_,
+            entry_script=entry_script,
+            source_directory=source_dir,
+            requirements=requirements,
+            base_image=base_image,
+            vendor=vendor,
+            allow_secrets=allow_secrets,
+        )
+        return func(*args, flags=flags, **kwargs)
+
     options = [
         click.option(
-            "--model", "models_", multiple=True, metavar="NAME[:VERSION]", help="Model to include; repeatable."
+            "--model",
+            "models_",
+            multiple=True,
+            metavar="NAME[:VERSION]",
+            help="Model to include; repeatable (none: AZUREML_MODEL_DIR is an empty folder).",
         ),
         click.option("--entry-script", help="The init()/run() script (relative to --source-dir when given)."),
         click.option("--source-dir", help="Folder whose files ship next to the entry script."),
@@ -164,43 +246,50 @@ def input_options(func):
             default=None,
             help="Download the image's wheels into the bundle, so docker build needs no network.",
         ),
+        click.option(
+            "--allow-secret",
+            "allow_secrets",
+            multiple=True,
+            metavar="PATH",
+            help="A file (or folder) that only looks like a secret: ship it; repeatable.",
+        ),
         home_option,
     ]
     for option in reversed(options):
-        func = option(func)
-    return func
+        with_flags = option(with_flags)
+    return with_flags
 
 
-def _flags(models_, entry_script, source_dir, requirements, base_image, config_path, vendor):
-    from bundler.config import Flags
+def _home(home: Path | None) -> Path:
+    from bundler.registry import default_home
 
-    return Flags(
-        config=config_path,
-        models=models_,
-        entry_script=entry_script,
-        source_directory=source_dir,
-        requirements=requirements,
-        base_image=base_image,
-        vendor=vendor,
-    )
+    return home or default_home()
 
 
 @main.command()
-@click.argument("outdir", default="imagefiles", type=click.Path(path_type=Path))
+@click.argument("outdir", default=DEFAULT_BUNDLE, type=click.Path(path_type=Path))
 @input_options
 @click.option("--force", is_flag=True, help="Replace a bundle even if it has hand edits.")
-def save(outdir, models_, entry_script, source_dir, requirements, base_image, config_path, vendor, home, force) -> None:
+def save(outdir: Path, flags, home: Path | None, force: bool) -> None:
     """Write the Docker build context for the configured models to OUTDIR (default ./imagefiles)."""
-    from bundler.registry import default_home
     from bundler.save import save as save_bundle
 
-    flags = _flags(models_, entry_script, source_dir, requirements, base_image, config_path, vendor)
-    result = save_bundle(flags, home or default_home(), Path.cwd(), outdir, force=force)
+    result = save_bundle(flags, _home(home), Path.cwd(), outdir, force=force)
     image, plan = result.plan.image, result.plan
-    click.echo(f"models: {', '.join(image.model_refs)}")
+    click.echo(f"models: {', '.join(image.model_refs) or 'none (AZUREML_MODEL_DIR is an empty folder)'}")
     click.echo(f"engine: {image.engine} ({image.engine_reason})")
     for skipped in plan.skipped_secrets:
-        click.echo(f"skipped: {skipped} (looks like a secret; not copied into the bundle)")
+        click.echo(f"skipped: {shown(skipped)} (looks like a secret; not copied into the bundle)")
+    for skipped in plan.skipped_registries:
+        click.echo(f"skipped: {shown(skipped)} (a bundler model registry; never copied into a bundle)")
+    for added in plan.added_requirements:
+        click.echo(f"added: {added} to the server's requirements (the entry script uses it; Azure ML brings it too)")
+    if plan.unprovided_imports:
+        names = ", ".join(f"{name} (line {line})" for name, line in plan.unprovided_imports)
+        click.echo(
+            f"note: {image.entry_script} imports {names}, which no requirement seems to provide; "
+            "add them to your requirements if the image lacks them"
+        )
     if plan.unpinned:
         click.echo(
             f"note: not pinned to one version: {', '.join(plan.unpinned)}; each docker build may "
@@ -208,39 +297,48 @@ def save(outdir, models_, entry_script, source_dir, requirements, base_image, co
         )
     if image.environment.vendored:
         click.echo(f"vendored: {result.prepared.wheel_count} wheels (docker build needs no network but the base image)")
-    click.echo(f"wrote {result.file_count} files to {result.path}")
-    click.echo(f"next: docker build --tag {image.default_tag} {_shown(result.path)}")
+    click.echo(f"wrote {result.file_count} files to {shown(str(result.path))}")
+    click.echo(f"next: docker build --tag {image.default_tag} {_typed(result.path)}")
 
 
 @main.command()
-@click.argument("bundle", default="imagefiles", type=click.Path(path_type=Path))
-def verify(bundle: Path) -> None:
-    """Check every file of BUNDLE against its bundle.json (sha256, size, mode)."""
+@click.argument("bundle", default=DEFAULT_BUNDLE, type=click.Path(path_type=Path))
+@click.option(
+    "--against-inputs",
+    is_flag=True,
+    help="Compare with what save would write from the inputs now (bundle.json is not signed).",
+)
+@input_options
+def verify(bundle: Path, against_inputs: bool, flags, home: Path | None) -> None:
+    """Check every file of BUNDLE (default ./imagefiles) against its bundle.json: sha256, size, mode."""
     from bundler import verify as verify_module
     from bundler.errors import BundlerError
 
-    report = verify_module.check(bundle)
+    if against_inputs:
+        from bundler.diff import verify_against_inputs
+
+        report, reference = verify_against_inputs(flags, _home(home), Path.cwd(), bundle), "the inputs"
+    else:
+        report, reference = verify_module.check(bundle), "bundle.json"
     for label, paths in (("modified", report.modified), ("missing", report.missing), ("extra", report.extra)):
         for path in paths:
-            click.echo(f"{label}: {path}")
+            click.echo(f"{label}: {shown(path)}")
     if not report.ok:
         count = len(report.modified) + len(report.missing) + len(report.extra)
-        raise BundlerError(f"{bundle}: {count} file(s) differ from bundle.json")
-    click.echo(f"ok: every file of {bundle} matches bundle.json")
+        raise BundlerError(f"{bundle}: {count} entries differ from {reference}")
+    click.echo(f"ok: every file of {shown(str(bundle))} matches {reference}")
 
 
 @main.command()
-@click.argument("bundle", default="imagefiles", type=click.Path(path_type=Path))
+@click.argument("bundle", default=DEFAULT_BUNDLE, type=click.Path(path_type=Path))
 @input_options
-def diff(bundle, models_, entry_script, source_dir, requirements, base_image, config_path, vendor, home) -> None:
-    """Show what `save` with the current inputs would change in BUNDLE (writes nothing)."""
+def diff(bundle: Path, flags, home: Path | None) -> None:
+    """Show what `save` with the current inputs would change in BUNDLE (default ./imagefiles); writes nothing."""
     from bundler import diff as diff_module
-    from bundler.registry import default_home
 
-    flags = _flags(models_, entry_script, source_dir, requirements, base_image, config_path, vendor)
-    lines = diff_module.run(flags, home or default_home(), Path.cwd(), bundle)
+    lines = diff_module.run(flags, _home(home), Path.cwd(), bundle)
     for line in lines:
-        click.echo(line)
+        click.echo(one_line(line))
     if lines:
         click.echo(f"save would change {bundle} as shown above")
     else:
@@ -248,7 +346,7 @@ def diff(bundle, models_, entry_script, source_dir, requirements, base_image, co
 
 
 @main.command()
-@click.argument("bundle", default="imagefiles", type=click.Path(path_type=Path))
+@click.argument("bundle", default=DEFAULT_BUNDLE, type=click.Path(path_type=Path))
 @click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on (default: the bundle's).")
 @click.option("--workers", type=click.IntRange(1, 64), help="Worker processes (default: the bundle's).")
 @click.option(
@@ -258,23 +356,23 @@ def diff(bundle, models_, entry_script, source_dir, requirements, base_image, co
     help="Address to listen on; 0.0.0.0 serves every interface, as the container does.",
 )
 def serve(bundle: Path, port: int | None, workers: int | None, host: str) -> None:
-    """Run a saved bundle's scoring server here, without Docker, as the container would."""
+    """Run the scoring server of BUNDLE (default ./imagefiles) here, without Docker, as the container would."""
     from bundler.serve import serve as serve_bundle
 
     serve_bundle(bundle, port, workers, host)
 
 
 @main.command()
-@click.argument("bundle", default="imagefiles", type=click.Path(path_type=Path))
+@click.argument("bundle", default=DEFAULT_BUNDLE, type=click.Path(path_type=Path))
 @click.option("-t", "--tag", help="Image name (default: the first model's name).")
 def build(bundle: Path, tag: str | None) -> None:
-    """Build the bundle's image with docker (or podman); prints the image name."""
+    """Build the image of BUNDLE (default ./imagefiles) with docker, or podman; prints its name."""
     from bundler.build import build as build_image
 
     click.echo(f"built image: {build_image(bundle, tag)}")
 
 
-def _shown(path: Path) -> str:
+def _typed(path: Path) -> str:
     """The path as typed in a suggested command: relative where it can be, quoted for the shell."""
     import shlex
 
@@ -282,6 +380,15 @@ def _shown(path: Path) -> str:
         return shlex.quote(str(path.relative_to(Path.cwd())) or ".")
     except ValueError:
         return shlex.quote(str(path))
+
+
+def _size(count: int) -> str:
+    if count < 1000:
+        return f"{count} bytes"
+    scaled, unit = next(
+        (count / 1000**power, unit) for power, unit in ((3, "GB"), (2, "MB"), (1, "KB")) if count >= 1000**power
+    )
+    return f"{scaled:.1f} {unit}"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,8 +7,10 @@ Computes the would-be bundle in memory (plus streaming digests of copied files);
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
+import tempfile
 from pathlib import Path
 
 from bundler import layout, render, verify
@@ -20,31 +22,47 @@ TEXT_LIMIT = 1 << 20  # larger files are compared by digest only
 
 def run(flags, home: Path, cwd: Path, bundle: Path) -> list[str]:
     """What `save` with these inputs would change in bundle, as lines to print."""
-    import tempfile
-
     from bundler.emit import check_destination
-    from bundler.save import prepare
 
     target = Path(cwd, bundle)
     check_destination(target, force=True)  # what save would refuse outright is no diff
-    with tempfile.TemporaryDirectory(prefix="bundler-diff-") as scratch:
-        prepared = prepare(flags, home, cwd, target, Path(scratch))
+    with _prepared(flags, home, cwd, target) as prepared:
         return changes(target, would_write(prepared.entries, prepared.plan))
+
+
+def verify_against_inputs(flags, home: Path, cwd: Path, bundle: Path) -> verify.Report:
+    """`bundler verify --against-inputs`: the bundle against what save would write now, so an
+    edit made to a file and to bundle.json alike is found too."""
+    target = Path(cwd, bundle)
+    layout.require_bundle(target)
+    with _prepared(flags, home, cwd, target) as prepared:
+        new = would_write(prepared.entries, prepared.plan)
+        expected = {path: _record(entry) for path, entry in new.items()}
+    return verify.check(target, expected)
+
+
+@contextlib.contextmanager
+def _prepared(flags, home: Path, cwd: Path, target: Path):
+    from bundler.save import prepare
+
+    with tempfile.TemporaryDirectory(prefix="bundler-diff-") as scratch:
+        yield prepare(flags, home, cwd, target, Path(scratch))
 
 
 def would_write(entries: tuple[FileEntry, ...], plan) -> dict[str, FileEntry]:
     """Every file save would write, the manifest included."""
-    records = {}
-    for entry in entries:
-        if isinstance(entry.content, Generated):
-            data = entry.content.data
-            records[entry.path] = layout.FileRecord(entry.mode, len(data), hashlib.sha256(data).hexdigest())
-        else:
-            sha, size = sha256_file(entry.content.path)
-            records[entry.path] = layout.FileRecord(entry.mode, size, sha)
+    records = {entry.path: _record(entry) for entry in entries}
     files = {entry.path: entry for entry in entries}
     files[layout.MANIFEST] = FileEntry(layout.MANIFEST, layout.FILE_MODE, Generated(render.manifest(plan, records)))
     return files
+
+
+def _record(entry: FileEntry) -> layout.FileRecord:
+    if isinstance(entry.content, Generated):
+        data = entry.content.data
+        return layout.FileRecord(entry.mode, len(data), hashlib.sha256(data).hexdigest())
+    sha, size = sha256_file(entry.content.path)
+    return layout.FileRecord(entry.mode, size, sha)
 
 
 def changes(bundle: Path, new: dict[str, FileEntry]) -> list[str]:

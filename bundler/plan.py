@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from bundler import __version__, layout
+from bundler import __version__, imports, layout
+from bundler import requirements as requirements_module
 from bundler.config import Config, registry_of
 from bundler.entry_script import EntryScriptInfo
 from bundler.environment import EnvironmentBuild, pip_build
@@ -26,6 +27,9 @@ from bundler.sources import SourceSelection
 
 # The reference server, for entry scripts that need raw HTTP access (engine "azureml").
 AZUREML_SERVER_REQUIREMENT = "azureml-inference-server-http==1.5.1"
+# What a script decorated with @input_schema imports; Azure ML's server brings it along, so
+# bundler's does too when the requirements do not name it.
+INFERENCE_SCHEMA_REQUIREMENT = "inference-schema==1.8"
 
 
 # -- where a file's bytes come from ---------------------------------------------------------
@@ -104,6 +108,7 @@ class ImageSpec:
     """What the templates see (as `image`): facts only, computed here, never in Jinja."""
 
     generator_version: str
+    subject: str  # what the image serves, for people: "diabetes:1", or "score.py (no model)"
     base_image: str
     engine: str  # "bundler" or "azureml"
     engine_reason: str
@@ -138,6 +143,9 @@ class Plan:
     user_template: str | None
     skipped_secrets: tuple[str, ...]
     unpinned: tuple[str, ...] = ()  # requirements a build may resolve differently each time
+    skipped_registries: tuple[str, ...] = ()  # model registries in the source directory, left out
+    added_requirements: tuple[str, ...] = ()  # what the server's requirements gained for this script
+    unprovided_imports: tuple[tuple[str, int], ...] = ()  # (package, line) no requirement seems to provide
 
 
 def make(inputs: Inputs) -> Plan:
@@ -145,7 +153,8 @@ def make(inputs: Inputs) -> Plan:
     engine, reason = choose_engine(config, inputs.entry)
     models = tuple(_model_record(m.version) for m in inputs.models)
     entry_rel = _entry_relative(config)
-    files = _model_files(inputs.models) + _app_files(inputs, entry_rel) + _runtime_files(inputs.runtime, engine)
+    added = _added_requirements(inputs, engine)
+    files = _model_files(inputs.models) + _app_files(inputs, entry_rel) + _runtime_files(inputs.runtime, engine, added)
     requirements_files, requirements_file = _requirements_files(inputs.requirements)
     files += requirements_files
     _check_unique(files)
@@ -153,8 +162,10 @@ def make(inputs: Inputs) -> Plan:
     hashed = inputs.requirements is not None and inputs.requirements.hashed
     environment = pip_build(requirements_file, hashed, config.vendor, config.python, config.platform)
     keys = tuple((m.name, m.version) for m in models)
+    default_tag = image_name(models[0].name if models else PurePosixPath(entry_rel).stem)
     image = ImageSpec(
         generator_version=__version__,
+        subject=", ".join(m.ref for m in models) or f"{entry_rel} (no model)",
         base_image=config.base_image,
         engine=engine,
         engine_reason=reason,
@@ -163,11 +174,11 @@ def make(inputs: Inputs) -> Plan:
         port=config.server.port,
         environment=environment,
         env=layout.image_environment(entry_rel, keys, config.server, engine),
-        labels=_labels(models),
+        labels=_labels(models, default_tag),
         command=_command(engine),
         healthcheck=("python", "-m", f"{layout.RUNTIME_PACKAGE}.healthcheck"),
         registries=(_registry(config),),
-        default_tag=image_name(models[0].name),
+        default_tag=default_tag,
     )
     manifest = layout.Manifest(
         generator_version=__version__,
@@ -180,6 +191,7 @@ def make(inputs: Inputs) -> Plan:
         vendor=config.vendor,
     )
     unpinned = inputs.requirements.unpinned if inputs.requirements is not None and not config.vendor else ()
+    user_requirements = tuple(r.name for r in inputs.requirements.requirements) if inputs.requirements else ()
     return Plan(
         image=image,
         files=tuple(sorted(files, key=lambda e: e.path)),
@@ -187,6 +199,13 @@ def make(inputs: Inputs) -> Plan:
         user_template=inputs.user_template,
         skipped_secrets=inputs.sources.skipped_secrets if inputs.sources else (),
         unpinned=unpinned,
+        skipped_registries=inputs.sources.skipped_registries if inputs.sources else (),
+        added_requirements=added,
+        unprovided_imports=imports.unprovided(
+            inputs.entry.imports,
+            user_requirements + _runtime_requirement_names(inputs.runtime, engine) + _names(added),
+            _own_modules(inputs, entry_rel),
+        ),
     )
 
 
@@ -257,18 +276,62 @@ def _app_files(inputs: Inputs, entry_rel: str) -> tuple[FileEntry, ...]:
     )
 
 
-def _runtime_files(runtime: RuntimeFiles, engine: str) -> tuple[FileEntry, ...]:
+def _runtime_files(runtime: RuntimeFiles, engine: str, added: tuple[str, ...]) -> tuple[FileEntry, ...]:
     package = tuple(
         FileEntry(f"{layout.RUNTIME_DIR}/{rel}", layout.FILE_MODE, Copied(path)) for rel, path in runtime.files
     )
-    requirements = runtime.requirements
+    requirements = _runtime_requirements(runtime, engine)
+    if added:
+        requirements += (
+            b"# The entry script uses inference_schema (@input_schema), which Azure ML's server brings along\n"
+            b"# and the requirements do not name: so the server brings it here too.\n"
+            + "".join(f"{line}\n" for line in added).encode()
+        )
+    return package + (FileEntry(layout.RUNTIME_REQUIREMENTS, layout.FILE_MODE, Generated(requirements)),)
+
+
+def _runtime_requirements(runtime: RuntimeFiles, engine: str) -> bytes:
     if engine == "azureml":
-        requirements = (
+        return (
             b"# The reference Azure ML inference server, for an entry script that needs raw HTTP access.\n"
             + AZUREML_SERVER_REQUIREMENT.encode()
             + b"\n"
         )
-    return package + (FileEntry(layout.RUNTIME_REQUIREMENTS, layout.FILE_MODE, Generated(requirements)),)
+    return runtime.requirements
+
+
+def _runtime_requirement_names(runtime: RuntimeFiles, engine: str) -> tuple[str, ...]:
+    return _names(_runtime_requirements(runtime, engine).decode("utf-8").splitlines())
+
+
+def _names(lines) -> tuple[str, ...]:
+    """The distribution names required by these requirement lines."""
+    return tuple(r.name for r in requirements_module.parse("".join(f"{line}\n" for line in lines)).requirements)
+
+
+def _added_requirements(inputs: Inputs, engine: str) -> tuple[str, ...]:
+    """inference-schema, when the script imports it and nothing the image installs provides it
+    (the reference server, engine azureml, always brings it)."""
+    if not inputs.entry.uses_inference_schema or engine == "azureml":
+        return ()
+    names = [r.name for r in inputs.requirements.requirements] if inputs.requirements else []
+    if "inference-schema" in imports.provided(names):
+        return ()
+    return (INFERENCE_SCHEMA_REQUIREMENT,)
+
+
+def _own_modules(inputs: Inputs, entry_rel: str) -> frozenset[str]:
+    """Top-level modules the bundle's app folder holds: importable from the app root, and from
+    the entry script's own folder (the server puts both on the path)."""
+    paths = [f.path for f in inputs.sources.files] if inputs.sources else [entry_rel]
+    script_dir = PurePosixPath(entry_rel).parent
+    names = set()
+    for path in map(PurePosixPath, paths):
+        for base in {PurePosixPath("."), script_dir}:
+            if base == PurePosixPath(".") or base in path.parents:
+                first = path.relative_to(base).parts[0]
+                names.add(first[:-3] if first.endswith(".py") else first)
+    return frozenset(names)
 
 
 def _requirements_files(requirements: RequirementFiles | None) -> tuple[tuple[FileEntry, ...], str]:
@@ -290,8 +353,14 @@ def _requirements_files(requirements: RequirementFiles | None) -> tuple[tuple[Fi
     return tuple(entries), top_path
 
 
-def _labels(models: tuple[ModelRecord, ...]) -> tuple[tuple[str, str], ...]:
+def _labels(models: tuple[ModelRecord, ...], default_tag: str) -> tuple[tuple[str, str], ...]:
     refs = ",".join(m.ref for m in models)
+    if not models:
+        return (
+            ("org.opencontainers.image.title", default_tag),
+            ("org.opencontainers.image.description", "Scoring service (no model), generated by bundler"),
+            ("io.bundler.generator", f"bundler {__version__}"),
+        )
     labels = [
         ("org.opencontainers.image.title", models[0].name if len(models) == 1 else "+".join(m.name for m in models)),
         ("org.opencontainers.image.description", f"Scoring service for {refs}, generated by bundler"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -35,6 +36,8 @@ def command(
     env = dict(os.environ if base_env is None else base_env)
     places = layout.Places.in_bundle(bundle)
     env.update(layout.server_environment(places, manifest.entry_script, manifest.model_keys, server, manifest.engine))
+    if not manifest.models:  # as on Azure: an empty folder (the bundle itself stays as saved)
+        env["AZUREML_MODEL_DIR"] = tempfile.mkdtemp(prefix="bundler-no-model-")
     env.update(
         BUNDLER_HOST=host,  # this machine only, unless asked: a try-out is not a deployment
         PYTHONPATH=os.pathsep.join(filter(None, [places.runtime_root, env.get("PYTHONPATH")])),
@@ -102,4 +105,7 @@ def serve(bundle: Path, port: int | None, workers: int | None, host: str = "127.
         )
     for note in cmd.notes:
         print(note, file=sys.stderr, flush=True)
-    os.execvpe(cmd.argv[0], list(cmd.argv), cmd.env)
+    try:
+        os.execve(cmd.argv[0], list(cmd.argv), cmd.env)
+    except OSError as exc:
+        raise BundlerError(f"cannot start {cmd.argv[0]} ({exc.strerror or exc}); reinstall bundler's Python") from None

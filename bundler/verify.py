@@ -1,11 +1,21 @@
-"""Compare a bundle folder with its bundle.json: modified, missing and extra files.
+"""Compare a bundle folder with what it should hold: modified, missing and extra entries.
 
-Reads each file once, in chunks (memory does not grow with model size). Never writes.
+What it should hold is its bundle.json, or (verify --against-inputs) what `save` would
+write from the inputs now, which also catches a change someone made to a file and to the
+manifest alike: bundle.json is not signed, so on its own it vouches only for what it lists.
+
+Every entry is looked at without following links: a link in place of a file is modified, a
+link where nothing is expected is extra (whether it leads to a file or to a folder). Modes
+are compared whole, setuid, setgid and sticky bits included, and every folder must have the
+mode bundler writes (COPY carries both into the image); a folder that holds nothing the
+bundle lists is extra. Each file is read once, in chunks (memory does not grow with model
+size). Never writes.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +25,7 @@ from bundler.digest import sha256_file
 
 @dataclass(frozen=True)
 class Report:
-    modified: tuple[str, ...]
+    modified: tuple[str, ...]  # folders end in "/"
     missing: tuple[str, ...]
     extra: tuple[str, ...]
 
@@ -33,34 +43,68 @@ class Report:
 
 
 def listed_files(folder: Path) -> list[str]:
-    """Every file under a bundle folder as a POSIX path, except the manifest itself."""
-    found = []
-    for dirpath, _, filenames in os.walk(folder):
-        rel = Path(dirpath).relative_to(folder)
-        for name in filenames:
-            path = (rel / name).as_posix()
-            if path != layout.MANIFEST:
-                found.append(path)
-    return sorted(found)
+    """Every entry under a bundle folder that is not a folder (files, links), as POSIX paths,
+    except the manifest itself."""
+    entries, _ = _scan(folder)
+    return sorted(path for path in entries if path != layout.MANIFEST)
 
 
-def check(folder: Path) -> Report:
-    expected = layout.read_manifest(folder).files
-    present = set(listed_files(folder))
-    modified = []
-    for path, record in sorted(expected.items()):
-        if path not in present:
-            continue
-        full = folder / path
-        if full.is_symlink() or not full.is_file():
-            modified.append(path)  # bundler writes only regular files
-            continue
-        stat = full.stat()
-        matches = stat.st_size == record.size and stat.st_mode & 0o777 == record.mode
-        if not matches or sha256_file(full)[0] != record.sha256:
-            modified.append(path)
+def check(folder: Path, expected: dict[str, layout.FileRecord] | None = None) -> Report:
+    """Against bundle.json, or against `expected` (every file, bundle.json included)."""
+    if expected is None:
+        expected = layout.read_manifest(folder).files
+    else:
+        layout.require_bundle(folder)
+    entries, folders = _scan(folder)
+    if layout.MANIFEST not in expected:
+        entries.pop(layout.MANIFEST, None)
+    modified = [
+        path
+        for path, record in sorted(expected.items())
+        if path in entries and not _matches(folder / path, entries[path], record)
+    ]
+    needed = {""} | {parent.as_posix() for path in expected for parent in Path(path).parents if parent != Path(".")}
+    empty_folders = []
+    for path, mode in sorted(folders.items()):
+        if path in needed:
+            if mode != layout.DIR_MODE:
+                modified.append(path + "/")
+        elif _parent(path) in needed and not any(entry.startswith(path + "/") for entry in entries):
+            empty_folders.append(path + "/")  # nothing below it: no file of its own would name it
     return Report(
-        modified=tuple(modified),
-        missing=tuple(sorted(set(expected) - present)),
-        extra=tuple(sorted(present - set(expected))),
+        modified=tuple(sorted(modified)),
+        missing=tuple(sorted(set(expected) - set(entries))),
+        extra=tuple(sorted((set(entries) - set(expected)) | set(empty_folders))),
     )
+
+
+def _parent(path: str) -> str:
+    parent = Path(path).parent.as_posix()
+    return "" if parent == "." else parent
+
+
+def _matches(path: Path, info: os.stat_result | None, record: layout.FileRecord) -> bool:
+    if info is None or not stat.S_ISREG(info.st_mode):
+        return False  # bundler writes only regular files
+    if info.st_size != record.size or stat.S_IMODE(info.st_mode) != record.mode:
+        return False
+    return sha256_file(path)[0] == record.sha256
+
+
+def _scan(folder: Path) -> tuple[dict[str, os.stat_result | None], dict[str, int]]:
+    """(every entry that is not a folder -> its lstat, every folder -> its mode), by POSIX path."""
+    entries: dict[str, os.stat_result | None] = {}
+    folders: dict[str, int] = {}
+    pending = [""]
+    while pending:
+        rel = pending.pop()
+        with os.scandir(folder / rel if rel else folder) as listing:
+            for entry in listing:
+                path = f"{rel}/{entry.name}" if rel else entry.name
+                info = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(info.st_mode):
+                    folders[path] = stat.S_IMODE(info.st_mode)
+                    pending.append(path)
+                else:
+                    entries[path] = info
+    return entries, folders

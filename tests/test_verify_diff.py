@@ -34,7 +34,7 @@ def test_verify_lists_modified_missing_extra_and_mode(bundle, cli):
         "modified: azureml-app/score.py",
         "missing: README.md",
         "extra: notes.txt",
-        f"bundler: error: {bundle}: 4 file(s) differ from bundle.json",
+        f"bundler: error: {bundle}: 4 entries differ from bundle.json",
     ]
 
 
