@@ -283,8 +283,8 @@ def _runtime_files(runtime: RuntimeFiles, engine: str, added: tuple[str, ...]) -
     requirements = _runtime_requirements(runtime, engine)
     if added:
         requirements += (
-            b"# The entry script uses inference_schema (@input_schema), which Azure ML's server brings along\n"
-            b"# and the requirements do not name: so the server brings it here too.\n"
+            b"# For this entry script, which uses inference_schema (@input_schema): Azure ML's server brings\n"
+            b"# it along and the requirements do not name it, so this server brings it too.\n"
             + "".join(f"{line}\n" for line in added).encode()
         )
     return package + (FileEntry(layout.RUNTIME_REQUIREMENTS, layout.FILE_MODE, Generated(requirements)),)

@@ -16,7 +16,7 @@ import sys
 import joblib
 import numpy as np
 import pytest
-from harness import MEASUREMENTS, bundler, http, serving
+from harness import MEASUREMENTS, REPO, bundler, http, serving
 from lint import assert_clean
 
 SEED_REQUEST = {"data": [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [10, 9, 8, 7, 6, 5, 4, 3, 2, 1]]}
@@ -249,3 +249,28 @@ def test_vendored_bundle_builds_with_no_network(engine, tmp_path, home):
             assert http("POST", port, "/score", b'"quiet"', JSON) == (200, b'"\\"QUIET\\""')
     finally:
         engine.remove_image(tag)
+
+
+def test_a_schema_script_without_a_model_or_inference_schema_requirement_serves(engine, tmp_path, home):
+    """As Azure deploys the binary-payload samples: no model (AZUREML_MODEL_DIR is an empty
+    folder) and an @input_schema run() whose requirements do not name inference-schema (the
+    server's requirements bring it, as Azure's server does)."""
+    case = REPO / "tests" / "cases" / "no_model"
+    shutil.copytree(case, tmp_path / "case")
+    bundler(
+        "save",
+        "out",
+        "--entry-script",
+        "score.py",
+        "--requirements",
+        "requirements.txt",
+        cwd=tmp_path / "case",
+        home=home,
+    )
+    build = engine.build(tmp_path / "case" / "out", "bundler-test/no-model")
+    try:
+        with serving(engine, build.tag) as (_, port):
+            status, body = http("POST", port, "/score", b'{"payloads": ["aGVsbG8=", "YQ=="]}', JSON)
+            assert (status, json.loads(body)) == (200, {"sizes": [5, 1], "model_dir": []})
+    finally:
+        engine.remove_image(build.tag)

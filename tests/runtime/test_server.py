@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -215,3 +216,42 @@ def test_the_reference_launcher_maps_every_setting(monkeypatch):
     assert argv == ["azmlinfsrv", "--entry_script", "/app/sub/score.py", "--port", "9123"]
     assert (env["WORKER_COUNT"], env["SCORING_TIMEOUT_MS"]) == ("3", "2500")
     assert env["PYTHONPATH"] == "/opt/bundler/runtime"  # nothing put ahead of the standard library
+
+
+@pytest.mark.parametrize("status", [3, 4, 1])
+def test_a_worker_that_exits_after_booting_is_replaced_whatever_its_status(tmp_path, status):
+    """gunicorn halts on a worker exit status of 3 or 4 (its "could not boot"); os._exit(3)
+    in run() must cost that request, never the server."""
+    server = start("ours", SCRIPTS / "plain.py", tmp_path)
+    try:
+        with pytest.raises((OSError, http.client.HTTPException)):
+            server.request("POST", "/score", json.dumps({"os_exit": status}).encode(), JSON)
+        deadline = time.monotonic() + 30
+        while True:
+            assert server.process.poll() is None, server.log.read_text()
+            try:
+                if server.request("POST", "/score", b'{"n": 1}', JSON).status == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, server.log.read_text()
+            time.sleep(0.1)
+        assert "Worker failed to boot" not in server.log.read_text()
+    finally:
+        server.stop()
+
+
+def test_a_body_cut_short_by_the_client_never_reaches_run(tmp_path):
+    server = start("ours", SCRIPTS / "plain.py", tmp_path)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 100\r\n\r\n{"record": "short"}'
+            )
+            sock.shutdown(socket.SHUT_WR)  # the client goes away with 80 bytes unsent
+            sock.recv(1024)
+        assert server.request("POST", "/score", b'{"record": "whole"}', JSON).status == 200
+        assert (tmp_path / "calls.log").read_text() == '{"record": "whole"}\n'
+    finally:
+        server.stop()

@@ -39,6 +39,11 @@ def run(raw_data):
         return asyncio.run(_twice(data["asyncio"]))
     if "exit" in data:
         sys.exit(data["exit"])
+    if "os_exit" in data:
+        os._exit(data["os_exit"])  # no cleanup, no exception: the worker process just ends
+    if "record" in data:
+        with open(os.path.join(state["model_dir"], "calls.log"), "a") as log:
+            log.write(raw_data + "\n")
     if "interrupt" in data:
         raise KeyboardInterrupt
     if "unserialisable" in data:

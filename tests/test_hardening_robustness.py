@@ -1,0 +1,259 @@
+"""Hardening, robustness (issue "Hardening", items 5-7): names and sizes at the edges,
+concurrency and leftovers, and what verify used to miss."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bundler import emit, in_place, leftovers
+from bundler.cli import shown
+
+GOOD_SCRIPT = "def init():\n    pass\ndef run(raw):\n    return raw\n"
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+def save(cli, out="out", *extra):
+    return cli("save", out, "--model", "m", "--entry-script", "score.py", *extra)
+
+
+def one_error_line(result) -> str:
+    lines = result.output.strip().splitlines()
+    assert result.exit_code != 0 and len(lines) == 1 and lines[0].startswith("bundler: error: "), result.output
+    return lines[0]
+
+
+# -- 5. names and sizes at the edges -------------------------------------------------------
+
+
+def test_a_240_character_output_folder_name_saves(project, cli):
+    name = "o" * 240
+    assert save(cli, name).exit_code == 0
+    assert (project / name / "bundle.json").is_file() and save(cli, name).exit_code == 0
+
+
+def test_a_source_file_name_that_is_not_utf8_is_one_line(tmp_path, cli, monkeypatch):
+    write(tmp_path / "src" / "score.py", GOOD_SCRIPT)
+    write(Path(os.fsdecode(bytes(tmp_path / "src") + b"/caf\xe9.txt")), "x")
+    write(tmp_path / "m.bin", "m")
+    monkeypatch.chdir(tmp_path)
+    cli("register", "m.bin", "--name", "m")
+    line = one_error_line(cli("save", "out", "--model", "m", "--source-dir", "src", "--entry-script", "score.py"))
+    assert "caf\\xe9.txt: the file name is not UTF-8" in line and "rename it" in line
+
+
+def test_registering_a_name_that_is_not_utf8_is_refused_in_one_line(tmp_path, cli):
+    folder = tmp_path / "model"
+    write(folder / "ok.bin", "ok")
+    write(Path(os.fsdecode(bytes(folder) + b"/w\xff.bin")), "w")
+    line = one_error_line(cli("register", str(folder), "--name", "m"))
+    assert "w\\xff.bin: the file name is not UTF-8" in line
+    single = write(Path(os.fsdecode(bytes(tmp_path) + b"/m\xfe.bin")), "m")
+    assert "not UTF-8" in one_error_line(cli("register", str(single), "--name", "m"))
+
+
+@pytest.mark.parametrize(
+    "setup, expected",
+    [
+        (lambda p: write(p / "bundler.toml", "a = " + "[" * 5000 + "]" * 5000 + "\n"), "nested too deeply"),
+        (lambda p: write(p / "score.py", GOOD_SCRIPT + "x = " + "+".join(["1"] * 100000) + "\n"), "score.py"),
+        (lambda p: write(p / "score.py", GOOD_SCRIPT + "x = " + "(" * 5000 + ")" * 5000 + "\n"), "score.py"),
+    ],
+    ids=["deep toml", "long expression", "deep parentheses"],
+)
+def test_deeply_nested_inputs_are_one_line(project, cli, setup, expected):
+    setup(project)
+    assert expected in one_error_line(save(cli))
+
+
+def test_a_deeply_nested_manifest_is_one_line(project, cli):
+    assert save(cli).exit_code == 0
+    (project / "out" / "bundle.json").write_text('{"files": ' + "[" * 100000 + "]" * 100000 + "}")
+    assert "not a readable bundle manifest" in one_error_line(cli("verify", "out"))
+
+
+def test_a_config_file_with_a_byte_order_mark_is_read(project, cli):
+    write(project / "bundler.toml", "\ufeff" + 'models = ["m"]\n[inference]\nentry_script = "score.py"\n')
+    assert cli("save", "out").exit_code == 0
+
+
+# -- 6. concurrency and leftovers ----------------------------------------------------------
+
+
+def test_a_save_to_out_leaves_the_live_staging_of_a_save_to_out_b_alone(project, cli):
+    other = project / f"{emit.staging_prefix(project / 'out-b')}live"
+    write(other / "part.bin", "x")
+    fd = os.open(other, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert leftovers.lock(fd)
+        assert save(cli).exit_code == 0
+        assert (other / "part.bin").exists()
+    finally:
+        os.close(fd)
+    assert save(cli, "out-b").exit_code == 0 and not other.exists()  # stale once unlocked: out-b's save clears it
+
+
+def test_a_killed_registers_leftovers_are_freed_by_the_next_register(tmp_path, cli):
+    home = Path(os.environ["BUNDLER_HOME"])
+    write(tmp_path / "a.bin", "a")
+    assert cli("register", str(tmp_path / "a.bin"), "--name", "a").exit_code == 0
+    write(home / "tmp" / "blob-killed", b"\0" * 300_000)  # what a SIGKILLed register leaves
+    result = cli("register", str(tmp_path / "a.bin"), "--name", "a")
+    assert result.exit_code == 0 and "freed: 300.0 KB left in the registry by an interrupted register" in result.output
+    assert not any((home / "tmp").iterdir())
+
+
+def test_gc_frees_leftovers_and_files_no_version_uses(tmp_path, cli):
+    home = Path(os.environ["BUNDLER_HOME"])
+    write(tmp_path / "a.bin", "a")
+    cli("register", str(tmp_path / "a.bin"), "--name", "a")
+    write(home / "tmp" / "blob-killed", b"\0" * 2000)
+    orphan = write(home / "blobs" / "sha256" / "ff" / ("f" * 64), b"\0" * 1000)  # stored, never recorded
+    result = cli("gc")
+    assert result.exit_code == 0 and "freed 3.0 KB" in result.output and "1 stored file(s)" in result.output
+    assert not orphan.exists() and cli("models", "show", "a").exit_code == 0
+    assert "freed 0 bytes" in cli("gc").output
+
+
+def test_gc_waits_for_no_register(tmp_path):
+    import fcntl
+
+    from bundler.errors import RegistryError
+    from bundler.registry import Registry
+
+    registry = Registry(tmp_path / "home")
+    (tmp_path / "home").mkdir()
+    holder = os.open(tmp_path / "home" / "lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(holder, fcntl.LOCK_SH)  # as a running register holds it (flock locks are per open file)
+    try:
+        with pytest.raises(RegistryError, match="a register is running"):
+            registry.gc()
+    finally:
+        os.close(holder)
+    assert registry.gc().blob_count == 0
+
+
+@pytest.fixture
+def mount_point(tmp_path):
+    """A folder that is a mount point, as a `docker run -v` volume is (a bind mount here)."""
+    if os.geteuid() != 0:
+        pytest.skip("bind mounts need root (CI runs as root)")
+    folder = tmp_path / "volume"
+    folder.mkdir()
+    subprocess.run(["mount", "--bind", str(folder), str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_mount_point_is_saved_into_and_replaced_in_place(project, cli, mount_point):
+    assert in_place.is_mount_point(mount_point)
+    assert save(cli, str(mount_point)).exit_code == 0
+    write(project / "score.py", GOOD_SCRIPT + "# v2\n")
+    assert save(cli, str(mount_point)).exit_code == 0
+    assert "# v2" in (mount_point / "azureml-app" / "score.py").read_text()
+    assert cli("verify", str(mount_point)).exit_code == 0
+    assert not [p for p in mount_point.iterdir() if p.name.startswith(".bundler-tmp-")]
+
+
+@pytest.mark.parametrize("stopped_at", ["before the swap", "old entries moved aside", "new entries half in"])
+def test_a_save_killed_inside_a_mount_point_is_finished_or_undone_by_the_next(project, cli, mount_point, stopped_at):
+    """Recreates what a save leaves at each step when killed, then saves again."""
+    assert save(cli, str(mount_point)).exit_code == 0
+    old_bundle = {p.name for p in mount_point.iterdir()}
+    prefix = emit.staging_prefix(mount_point)
+    new = mount_point / f"{prefix}new-x1"
+    old = mount_point / f"{prefix}old-x1"
+    write(project / "score.py", GOOD_SCRIPT + "# v2\n")
+    subprocess.run(
+        [sys.executable, "-m", "bundler", "save", str(new), "--model", "m", "--entry-script", "score.py"],
+        cwd=project,
+        check=True,
+        capture_output=True,
+    )
+    if stopped_at != "before the swap":
+        old.mkdir()
+        for name in sorted(old_bundle, key=lambda n: n != "bundle.json"):
+            os.rename(mount_point / name, old / name)
+    if stopped_at == "new entries half in":
+        ready = mount_point / f"{prefix}in-x1"
+        os.rename(new, ready)
+        os.rename(ready / "Dockerfile", mount_point / "Dockerfile")
+    write(project / "score.py", GOOD_SCRIPT + "# v3\n")
+    result = save(cli, str(mount_point))
+    assert result.exit_code == 0, result.output
+    assert "# v3" in (mount_point / "azureml-app" / "score.py").read_text()
+    assert cli("verify", str(mount_point)).exit_code == 0
+    assert not [p for p in mount_point.iterdir() if p.name.startswith(".bundler-tmp-")]
+
+
+# -- 7. what verify missed -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "edit, line",
+    [
+        (lambda out: os.chmod(out / "Dockerfile", 0o4644), "modified: Dockerfile"),
+        (lambda out: os.chmod(out / "azureml-app", 0o777), "modified: azureml-app/"),
+        (lambda out: os.symlink("/etc", out / "azureml-app" / "etc"), "extra: azureml-app/etc"),
+        (lambda out: (out / "azureml-app" / "empty").mkdir(), "extra: azureml-app/empty/"),
+        (lambda out: os.chmod(out / "runtime", 0o1755), "modified: runtime/"),
+    ],
+    ids=["setuid", "folder mode", "link to a folder", "empty folder", "sticky folder"],
+)
+def test_verify_sees_what_it_used_to_miss(project, cli, edit, line):
+    assert save(cli).exit_code == 0
+    edit(project / "out")
+    result = cli("verify", "out")
+    assert result.exit_code == 1 and line in result.output.splitlines()
+
+
+def test_a_newline_in_a_name_cannot_forge_an_ok_line(project, cli):
+    assert save(cli).exit_code == 0
+    write(project / "out" / "x\nok: every file of out matches bundle.json", "forged")
+    result = cli("verify", "out")
+    assert result.exit_code == 1
+    assert 'extra: "x\\nok: every file of out matches bundle.json"' in result.output
+    assert not any(line.startswith("ok:") for line in result.output.splitlines())
+
+
+def test_shown_names_are_plain_when_plain_and_escaped_otherwise():
+    assert shown("azureml-app/score.py") == "azureml-app/score.py"
+    assert shown("a\tb") == '"a\\tb"'
+    assert shown(os.fsdecode(b"caf\xe9")) == '"caf\\xe9"'
+    assert shown(' lead"') == '" lead\\""'
+
+
+def test_verify_against_inputs_finds_an_edit_the_manifest_was_made_to_match(project, cli):
+    assert save(cli).exit_code == 0
+    app = project / "out" / "azureml-app" / "score.py"
+    app.write_text(GOOD_SCRIPT + "import os; os.system('curl evil')\n")
+    manifest = json.loads((project / "out" / "bundle.json").read_text())
+    import hashlib
+
+    entry = manifest["files"]["azureml-app/score.py"]
+    entry.update(sha256=hashlib.sha256(app.read_bytes()).hexdigest(), size=app.stat().st_size)
+    (project / "out" / "bundle.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    assert cli("verify", "out").exit_code == 0  # by design: bundle.json is not signed
+    result = cli("verify", "out", "--against-inputs", "--model", "m", "--entry-script", "score.py")
+    assert result.exit_code == 1
+    assert {"modified: azureml-app/score.py", "modified: bundle.json"} <= set(result.output.splitlines())
+    (project / "out" / "bundle.json").unlink()
+    assert save(cli, "out", "--force").exit_code == 1  # not a bundle any more: never replaced
+
+
+def test_verify_against_unchanged_inputs_is_ok(project, cli):
+    assert save(cli).exit_code == 0
+    result = cli("verify", "out", "--against-inputs", "--model", "m", "--entry-script", "score.py")
+    assert result.exit_code == 0 and "matches the inputs" in result.output
