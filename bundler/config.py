@@ -12,26 +12,18 @@ looks at models, the registry or the environment variables of the process.
 
 from __future__ import annotations
 
-import difflib
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bundler.config_file import Document, Setting
 from bundler.errors import ConfigError, InputError
 from bundler.layout import ServerSettings
 from bundler.registry import ModelRef, parse_ref
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on older Pythons only
-    import tomli as tomllib
-
-DEFAULT_CONFIG_NAME = "bundler.toml"
 ENGINES = ("auto", "bundler", "azureml")
 PLATFORMS = ("linux/amd64", "linux/arm64")
-SECRET_KEYS = ("password", "passwd", "token", "secret", "api_key", "apikey", "access_key")
 DOCKER_HUB = "docker.io"
 
 # An image reference: [registry[:port]/]path[:tag][@digest]. Strict on purpose: the value
@@ -44,23 +36,6 @@ HOST_PATTERN = re.compile(r"[A-Za-z0-9.-]+(?::[0-9]+)?")
 ENV_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SAFE_TEXT_PATTERN = re.compile(r"[^\x00-\x1f\x7f]*")
 
-# The schema: table -> key -> the type its value must have. "" is the top level.
-SCHEMA: dict[str, dict[str, type]] = {
-    "": {"models": list},
-    "inference": {"entry_script": str, "source_directory": str},
-    "environment": {
-        "requirements": str,
-        "conda_file": str,
-        "python": str,
-        "base_image": str,
-        "vendor": bool,
-        "platform": str,
-    },
-    "server": {"port": int, "workers": int, "scoring_timeout": int, "max_request_bytes": int, "engine": str},
-    "registry": {"address": str, "username": str, "password_env": str},
-    "dockerfile": {"template": str},
-    "secrets": {"allow": list},
-}
 SERVER_LIMITS = {
     "port": (1, 65535),
     "workers": (1, 64),
@@ -107,22 +82,9 @@ class Flags:
     allow_secrets: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Setting:
-    """A value and where it came from, so that any later error can name its origin."""
-
-    value: Any
-    where: str  # "--requirements", or "bundler.toml:7: [environment] requirements"
-    base: Path  # what a relative path in it is relative to
-
-    @property
-    def path(self) -> Path:
-        return Path(self.base, self.value)
-
-
 def load(flags: Flags, cwd: Path) -> Config:
     """Read the config file (given, or ./bundler.toml if present) and apply the flags."""
-    document = _Document.read(flags, cwd)
+    document = Document.read(flags.config, cwd)
     entry, source_dir = _inference(flags, document, cwd)
     requirements, python, base_image, vendor, platform = _environment(flags, document, cwd)
     server, engine = _server(document)
@@ -150,120 +112,7 @@ def load(flags: Flags, cwd: Path) -> Config:
 # -- the file ------------------------------------------------------------------------------
 
 
-class _Document:
-    """The config file as read and checked against the schema; empty when there is none."""
-
-    def __init__(self, path: Path, text: str, data: dict[str, Any], base: Path):
-        self.path, self.text, self.data, self.base = path, text, data, base
-
-    @classmethod
-    def read(cls, flags: Flags, cwd: Path) -> _Document:
-        if flags.config is not None and not Path(cwd, flags.config).is_file():
-            raise ConfigError(f"config file {flags.config} not found; check the --config path")
-        path = Path(cwd, flags.config if flags.config is not None else DEFAULT_CONFIG_NAME)
-        if not path.is_file():
-            return cls(path, "", {}, cwd)
-        text = _read_text(path)
-        document = cls(path, text, _parse(text, path), path.parent)
-        document.check_schema()
-        return document
-
-    def table(self, name: str) -> dict[str, Any]:
-        return self.data if name == "" else self.data.get(name, {})
-
-    def setting(self, table: str, key: str) -> Setting | None:
-        values = self.table(table)
-        return Setting(values[key], self.where(table, key), self.base) if key in values else None
-
-    def where(self, table: str, key: str) -> str:
-        """'FILE:LINE: [table] key' — tomllib gives no positions, so find the line by scanning."""
-        qualified = f"[{table}] {key}" if table else key
-        line = _line_of(self.text, table, key)
-        return f"{self.path}:{line}: {qualified}" if line else f"{self.path}: {qualified}"
-
-    def check_schema(self) -> None:
-        for key, value in self.data.items():
-            if isinstance(value, dict) and key in SCHEMA and key != "":
-                for sub, subvalue in value.items():
-                    self._check_key(key, sub, subvalue)
-            else:
-                self._check_key("", key, value)
-
-    def _check_key(self, table: str, key: str, value: Any) -> None:
-        where = self.where(table, key)
-        lowered = key.lower()
-        if key != "password_env" and (
-            lowered in SECRET_KEYS or any(s in lowered for s in ("password", "token", "secret"))
-        ):
-            raise ConfigError(
-                f"{where}: secrets are never read from files; remove {key!r} and set "
-                "[registry] password_env to the NAME of an environment variable that holds it"
-            )
-        allowed = SCHEMA.get(table, {})
-        if table == "" and key in SCHEMA and key != "":
-            raise ConfigError(f"{where}: [{key}] must be a table, e.g. [{key}] on its own line")
-        if key not in allowed:
-            choices = list(allowed) + ([t for t in SCHEMA if t] if table == "" else [])
-            hint = difflib.get_close_matches(key, choices, n=1)
-            did_you_mean = f"; did you mean {hint[0]!r}?" if hint else f"; known keys: {', '.join(choices)}"
-            raise ConfigError(f"{where}: unknown key {key!r}{did_you_mean}")
-        expected = allowed[key]
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise ConfigError(f"{where}: {key!r} must be {_type_name(expected)}, not {_type_name(type(value))}")
-
-
-def _read_text(path: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from exc
-    try:
-        return raw.decode("utf-8-sig")  # an editor's byte-order mark is not part of the TOML, as for requirements
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"{path}: not a text file (byte {exc.start} is not UTF-8); bundler.toml must be TOML"
-        ) from exc
-
-
-def _parse(text: str, path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}; fix the syntax there") from exc
-    except (RecursionError, MemoryError):
-        raise ConfigError(
-            f"{path}: invalid TOML: values nested too deeply to read; a bundler.toml holds flat tables of short values"
-        ) from None
-
-
-def _type_name(kind: Any) -> str:
-    names = {
-        str: "a string",
-        int: "a whole number",
-        list: "a list",
-        bool: "true or false",
-        float: "a number",
-        dict: "a table",
-    }
-    return names.get(kind, getattr(kind, "__name__", str(kind)))
-
-
-def _line_of(text: str, table: str, key: str) -> int | None:
-    current = ""
-    key_line = re.compile(rf"\s*[\"']?{re.escape(key)}[\"']?\s*=")
-    for number, line in enumerate(text.splitlines(), start=1):
-        header = re.match(r"\s*\[([^\[\]]+)\]", line)
-        if header:
-            current = header.group(1).strip()
-            if current == key and table == "":
-                return number
-            continue
-        if current == table and key_line.match(line):
-            return number
-    return None
-
-
-def _chosen(flag: Any, flag_name: str, cwd: Path, document: _Document, table: str, key: str) -> Setting | None:
+def _chosen(flag: Any, flag_name: str, cwd: Path, document: Document, table: str, key: str) -> Setting | None:
     """The flag when given (it overrides the file), else the file's value, else None."""
     if flag is not None:
         return Setting(flag, flag_name, cwd)
@@ -273,7 +122,7 @@ def _chosen(flag: Any, flag_name: str, cwd: Path, document: _Document, table: st
 # -- the tables ----------------------------------------------------------------------------
 
 
-def _models(flags: Flags, document: _Document) -> tuple[ModelRef, ...]:
+def _models(flags: Flags, document: Document) -> tuple[ModelRef, ...]:
     if flags.models:
         refs, where = list(flags.models), "--model"
     else:
@@ -293,7 +142,7 @@ def _models(flags: Flags, document: _Document) -> tuple[ModelRef, ...]:
     return tuple(parsed)
 
 
-def _inference(flags: Flags, document: _Document, cwd: Path) -> tuple[Setting, Setting | None]:
+def _inference(flags: Flags, document: Document, cwd: Path) -> tuple[Setting, Setting | None]:
     """The entry script and the source directory; as on Azure, the entry script is relative
     to the source directory when there is one."""
     source_dir = _chosen(flags.source_directory, "--source-dir", cwd, document, "inference", "source_directory")
@@ -307,7 +156,7 @@ def _inference(flags: Flags, document: _Document, cwd: Path) -> tuple[Setting, S
     return entry, source_dir
 
 
-def _environment(flags: Flags, document: _Document, cwd: Path):
+def _environment(flags: Flags, document: Document, cwd: Path):
     requirements = _chosen(flags.requirements, "--requirements", cwd, document, "environment", "requirements")
     conda_file = document.setting("environment", "conda_file")
     if conda_file is not None:  # the key keeps its place for the conda builder to come
@@ -339,7 +188,7 @@ def _environment(flags: Flags, document: _Document, cwd: Path):
     )
 
 
-def _allowed_secrets(flags: Flags, document: _Document, cwd: Path) -> tuple[Path, ...]:
+def _allowed_secrets(flags: Flags, document: Document, cwd: Path) -> tuple[Path, ...]:
     """Files the user says only look like secrets: --allow-secret (repeatable) and [secrets] allow."""
     allowed = [Path(cwd, path) for path in flags.allow_secrets]
     setting = document.setting("secrets", "allow")
@@ -350,7 +199,7 @@ def _allowed_secrets(flags: Flags, document: _Document, cwd: Path) -> tuple[Path
     return tuple(allowed)
 
 
-def _server(document: _Document) -> tuple[ServerSettings, str]:
+def _server(document: Document) -> tuple[ServerSettings, str]:
     values = document.table("server")
     for key, (low, high) in SERVER_LIMITS.items():
         if key in values and not low <= values[key] <= high:
@@ -361,7 +210,7 @@ def _server(document: _Document) -> tuple[ServerSettings, str]:
     return ServerSettings(**{k: v for k, v in values.items() if k in SERVER_LIMITS}), engine
 
 
-def _registry(document: _Document) -> RegistryLogin | None:
+def _registry(document: Document) -> RegistryLogin | None:
     values = document.table("registry")
     if not values:
         return None
@@ -407,7 +256,7 @@ def _check_files(
 
 
 def _check_rules(
-    base_image: Setting, python: Setting, vendor: bool, registry: RegistryLogin | None, document: _Document
+    base_image: Setting, python: Setting, vendor: bool, registry: RegistryLogin | None, document: Document
 ) -> None:
     """Rules that span tables."""
     image_python = re.search(r"(?:^|/)python:(3\.[0-9]{1,2})(?:[-.@]|$)", base_image.value)

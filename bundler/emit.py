@@ -60,7 +60,9 @@ def write(dest: Path, entries: tuple[FileEntry, ...], manifest, force: bool = Fa
     dest = Path(os.path.abspath(dest))
     prefix = staging_prefix(dest)
     if dest.is_dir() and not dest.is_symlink() and in_place.is_mount_point(dest):
-        return in_place.write(dest, prefix, lambda staging: _fill(staging, entries, manifest), force)
+        return in_place.write(
+            dest, prefix, lambda staging: _fill(staging, entries, manifest), lambda: check_destination(dest, force)
+        )
     check_destination(dest, force)
     dest.parent.mkdir(parents=True, exist_ok=True)
     parent_fd = os.open(dest.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bundler import layout
+from bundler import imports, layout, requirements
+
+# The reference server, for entry scripts that need raw HTTP access (engine "azureml").
+AZUREML_SERVER_REQUIREMENT = "azureml-inference-server-http==1.5.1"
+# What a script decorated with @input_schema imports; Azure ML's server brings it along, so
+# bundler's does too when the requirements do not name it.
+INFERENCE_SCHEMA_REQUIREMENT = "inference-schema==1.8"
 
 
 @dataclass(frozen=True)
@@ -65,3 +71,37 @@ def pip_build(requirements_file: str, hashed: bool, vendored: bool, python: str,
         python=python,
         platform=platform,
     )
+
+
+@dataclass(frozen=True)
+class ServerRequirements:
+    """runtime/requirements.txt as this bundle's image installs it."""
+
+    text: bytes
+    names: tuple[str, ...]  # the distributions it requires
+    added: tuple[str, ...]  # lines added for this entry script (inference-schema)
+
+
+def server_requirements(
+    bundled: bytes, engine: str, uses_inference_schema: bool, user_requirements: tuple[str, ...]
+) -> ServerRequirements:
+    """The scoring server's requirements: bundler's own (the runtime's file), or the reference
+    server for engine azureml; plus inference-schema when the script imports it and nothing
+    the image installs provides it (the reference server always brings it)."""
+    text = bundled
+    if engine == "azureml":
+        text = (
+            b"# The reference Azure ML inference server, for an entry script that needs raw HTTP access.\n"
+            + AZUREML_SERVER_REQUIREMENT.encode()
+            + b"\n"
+        )
+    added: tuple[str, ...] = ()
+    if uses_inference_schema and engine != "azureml" and "inference-schema" not in imports.provided(user_requirements):
+        added = (INFERENCE_SCHEMA_REQUIREMENT,)
+        text += (
+            b"# For this entry script, which uses inference_schema (@input_schema): Azure ML's server brings\n"
+            b"# it along and the requirements do not name it, so this server brings it too.\n"
+            + "".join(f"{line}\n" for line in added).encode()
+        )
+    names = tuple(r.name for r in requirements.parse(text.decode("utf-8")).requirements)
+    return ServerRequirements(text, names, added)

@@ -48,16 +48,15 @@ def _unescape(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match[1], 8)), field)
 
 
-def write(dest: Path, prefix: str, fill, force: bool) -> Path:
-    """Build the bundle with fill(folder) and put it in place of dest's contents."""
-    from bundler.emit import check_destination
-
+def write(dest: Path, prefix: str, fill, check) -> Path:
+    """Build the bundle with fill(folder) and put it in place of dest's contents, once check()
+    (which refuses what must not be replaced) has passed on what a killed save left, finished."""
     fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         recover(fd, prefix)
         if any(name.startswith(prefix) for name in os.listdir(fd)):
             raise OutputError(f"another save is writing to {dest} right now; wait for it to finish and save again")
-        check_destination(dest, force)
+        check()
         try:
             new = Path(tempfile.mkdtemp(prefix=prefix + NEW, dir=dest)).name
         except OSError as exc:

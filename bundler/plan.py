@@ -15,22 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from bundler import __version__, imports, layout
-from bundler import requirements as requirements_module
 from bundler.config import Config, registry_of
 from bundler.entry_script import EntryScriptInfo
-from bundler.environment import EnvironmentBuild, pip_build
+from bundler.environment import EnvironmentBuild, pip_build, server_requirements
 from bundler.errors import ConfigError, EntryScriptError, SourceError
 from bundler.layout import ModelRecord
 from bundler.registry import ModelVersion
 from bundler.requirements import RequirementFiles
 from bundler.sources import SourceSelection
-
-# The reference server, for entry scripts that need raw HTTP access (engine "azureml").
-AZUREML_SERVER_REQUIREMENT = "azureml-inference-server-http==1.5.1"
-# What a script decorated with @input_schema imports; Azure ML's server brings it along, so
-# bundler's does too when the requirements do not name it.
-INFERENCE_SCHEMA_REQUIREMENT = "inference-schema==1.8"
-
 
 # -- where a file's bytes come from ---------------------------------------------------------
 
@@ -153,8 +145,11 @@ def make(inputs: Inputs) -> Plan:
     engine, reason = choose_engine(config, inputs.entry)
     models = tuple(_model_record(m.version) for m in inputs.models)
     entry_rel = _entry_relative(config)
-    added = _added_requirements(inputs, engine)
-    files = _model_files(inputs.models) + _app_files(inputs, entry_rel) + _runtime_files(inputs.runtime, engine, added)
+    user_requirements = tuple(r.name for r in inputs.requirements.requirements) if inputs.requirements else ()
+    server = server_requirements(
+        inputs.runtime.requirements, engine, inputs.entry.uses_inference_schema, user_requirements
+    )
+    files = _model_files(inputs.models) + _app_files(inputs, entry_rel) + _runtime_files(inputs.runtime, server.text)
     requirements_files, requirements_file = _requirements_files(inputs.requirements)
     files += requirements_files
     _check_unique(files)
@@ -191,7 +186,6 @@ def make(inputs: Inputs) -> Plan:
         vendor=config.vendor,
     )
     unpinned = inputs.requirements.unpinned if inputs.requirements is not None and not config.vendor else ()
-    user_requirements = tuple(r.name for r in inputs.requirements.requirements) if inputs.requirements else ()
     return Plan(
         image=image,
         files=tuple(sorted(files, key=lambda e: e.path)),
@@ -200,11 +194,9 @@ def make(inputs: Inputs) -> Plan:
         skipped_secrets=inputs.sources.skipped_secrets if inputs.sources else (),
         unpinned=unpinned,
         skipped_registries=inputs.sources.skipped_registries if inputs.sources else (),
-        added_requirements=added,
+        added_requirements=server.added,
         unprovided_imports=imports.unprovided(
-            inputs.entry.imports,
-            user_requirements + _runtime_requirement_names(inputs.runtime, engine) + _names(added),
-            _own_modules(inputs, entry_rel),
+            inputs.entry.imports, user_requirements + server.names, _own_modules(inputs, entry_rel)
         ),
     )
 
@@ -276,48 +268,11 @@ def _app_files(inputs: Inputs, entry_rel: str) -> tuple[FileEntry, ...]:
     )
 
 
-def _runtime_files(runtime: RuntimeFiles, engine: str, added: tuple[str, ...]) -> tuple[FileEntry, ...]:
+def _runtime_files(runtime: RuntimeFiles, requirements: bytes) -> tuple[FileEntry, ...]:
     package = tuple(
         FileEntry(f"{layout.RUNTIME_DIR}/{rel}", layout.FILE_MODE, Copied(path)) for rel, path in runtime.files
     )
-    requirements = _runtime_requirements(runtime, engine)
-    if added:
-        requirements += (
-            b"# For this entry script, which uses inference_schema (@input_schema): Azure ML's server brings\n"
-            b"# it along and the requirements do not name it, so this server brings it too.\n"
-            + "".join(f"{line}\n" for line in added).encode()
-        )
     return package + (FileEntry(layout.RUNTIME_REQUIREMENTS, layout.FILE_MODE, Generated(requirements)),)
-
-
-def _runtime_requirements(runtime: RuntimeFiles, engine: str) -> bytes:
-    if engine == "azureml":
-        return (
-            b"# The reference Azure ML inference server, for an entry script that needs raw HTTP access.\n"
-            + AZUREML_SERVER_REQUIREMENT.encode()
-            + b"\n"
-        )
-    return runtime.requirements
-
-
-def _runtime_requirement_names(runtime: RuntimeFiles, engine: str) -> tuple[str, ...]:
-    return _names(_runtime_requirements(runtime, engine).decode("utf-8").splitlines())
-
-
-def _names(lines) -> tuple[str, ...]:
-    """The distribution names required by these requirement lines."""
-    return tuple(r.name for r in requirements_module.parse("".join(f"{line}\n" for line in lines)).requirements)
-
-
-def _added_requirements(inputs: Inputs, engine: str) -> tuple[str, ...]:
-    """inference-schema, when the script imports it and nothing the image installs provides it
-    (the reference server, engine azureml, always brings it)."""
-    if not inputs.entry.uses_inference_schema or engine == "azureml":
-        return ()
-    names = [r.name for r in inputs.requirements.requirements] if inputs.requirements else []
-    if "inference-schema" in imports.provided(names):
-        return ()
-    return (INFERENCE_SCHEMA_REQUIREMENT,)
 
 
 def _own_modules(inputs: Inputs, entry_rel: str) -> frozenset[str]:
