@@ -13,7 +13,6 @@ from pathlib import Path
 
 from bundler import layout
 from bundler.errors import BundlerError
-from bundler.plan import image_name
 
 
 def find_engine() -> str:
@@ -33,10 +32,8 @@ def find_engine() -> str:
 
 
 def default_tag(bundle: Path) -> str:
-    models = layout.read_manifest(bundle).models
-    if not models:
-        raise BundlerError(f"{bundle / layout.MANIFEST} names no model; pass --tag NAME")
-    return image_name(models[0].name)
+    manifest = layout.read_manifest(bundle)
+    return layout.default_tag(tuple(m.name for m in manifest.models), manifest.entry_script)
 
 
 def build(bundle: Path, tag: str | None = None) -> str:

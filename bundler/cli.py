@@ -110,10 +110,17 @@ def home_option(func):
     )(func)
 
 
-def _registry(home: Path | None):
-    from bundler.registry import Registry, default_home
+def _home(home: Path | None) -> Path:
+    """--home, else $BUNDLER_HOME (click reads it into --home too), else ~/.bundler."""
+    from bundler.registry import default_home
 
-    return Registry(home or default_home())
+    return home or default_home()
+
+
+def _registry(home: Path | None):
+    from bundler.registry import Registry
+
+    return Registry(_home(home))
 
 
 @click.group(cls=BundlerGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -133,15 +140,9 @@ def main(ctx: click.Context, debug: bool) -> None:
 @home_option
 def register(path: Path, name: str, description: str, tags: tuple[str, ...], home: Path | None) -> None:
     """Register a model file or folder as the next version of NAME; prints NAME:VERSION."""
-    from bundler.errors import InputError
+    from bundler.registry import parse_tags
 
-    parsed = {}
-    for tag in tags:
-        key, sep, value = tag.partition("=")
-        if not sep or not key:
-            raise InputError(f"--tag {tag!r}: expected KEY=VALUE, e.g. --tag framework=sklearn")
-        parsed[key] = value
-    done = _registry(home).register(path, name, description, parsed)
+    done = _registry(home).register(path, name, description, parse_tags(tags))
     # Notes go to stderr: stdout stays just NAME:VERSION, for scripts.
     if done.freed_bytes:
         click.echo(f"freed: {_size(done.freed_bytes)} left in the registry by an interrupted register", err=True)
@@ -260,12 +261,6 @@ def input_options(func):
     return with_flags
 
 
-def _home(home: Path | None) -> Path:
-    from bundler.registry import default_home
-
-    return home or default_home()
-
-
 @main.command()
 @click.argument("outdir", default=DEFAULT_BUNDLE, type=click.Path(path_type=Path))
 @input_options
@@ -312,7 +307,6 @@ def save(outdir: Path, flags, home: Path | None, force: bool) -> None:
 def verify(bundle: Path, against_inputs: bool, flags, home: Path | None) -> None:
     """Check every file of BUNDLE (default ./imagefiles) against its bundle.json: sha256, size, mode."""
     from bundler import verify as verify_module
-    from bundler.errors import BundlerError
 
     if against_inputs:
         from bundler.diff import verify_against_inputs
@@ -324,8 +318,7 @@ def verify(bundle: Path, against_inputs: bool, flags, home: Path | None) -> None
         for path in paths:
             click.echo(f"{label}: {shown(path)}")
     if not report.ok:
-        count = len(report.modified) + len(report.missing) + len(report.extra)
-        raise BundlerError(f"{bundle}: {count} entries differ from {reference}")
+        raise report.failure(bundle, reference)
     click.echo(f"ok: every file of {shown(str(bundle))} matches {reference}")
 
 

@@ -36,7 +36,7 @@ def check_destination(dest: Path, force: bool) -> None:
         return
     if not layout.is_bundle(dest):
         raise OutputError(
-            f"{dest} is a non-empty folder that is not a bundle (no bundle.json); "
+            f"{dest} is a non-empty folder that is not a bundle (no {layout.MANIFEST}); "
             "bundler will not replace it: choose an empty or new output folder"
         )
     report = verify.check(dest)
@@ -126,7 +126,7 @@ def _write_entry(root: Path, entry: FileEntry) -> FileRecord:
     content = entry.content
     if isinstance(content, Generated):
         _write_file(target, content.data, entry.mode)
-        return FileRecord(entry.mode, len(content.data), hashlib.sha256(content.data).hexdigest())
+        return FileRecord.of(entry.mode, content.data)
     with _open_source(entry) as src, open(target, "wb") as out:
         sha, size = copy_hashing(src, out)
     os.chmod(target, entry.mode)

@@ -31,7 +31,6 @@ class PipInstall:
 
     requirements: tuple[RequirementsFile, ...]
     wheels: str | None = None  # stage 1's folder of vendored wheels: install from it alone, offline
-    kind: str = "pip"
 
     @property
     def arguments(self) -> tuple[tuple[str, ...], ...]:
@@ -42,15 +41,17 @@ class PipInstall:
 
 @dataclass(frozen=True)
 class EnvironmentBuild:
+    """Stage 1 of the Dockerfile: which builder, what it copies first, what it runs."""
+
+    kind: str  # the builder: "pip" (a venv on the base image), the one there is so far
     copies: tuple[tuple[str, str], ...]  # (bundle path, stage-1 path): the environment files alone
     steps: tuple[PipInstall, ...]
-    vendored: bool  # the wheels ship in the bundle: the build needs no network
-    # The user's requirements carry hashes, and pip then demands hashes of everything in the
-    # same run: the server's own requirements get a run of their own, first.
-    runtime_apart: bool
-    requirements_file: str  # the user's file the image installs, as bundle.json names it
-    python: str  # the image's Python version, e.g. "3.11": vendored wheels are chosen for it
+    vendored: bool  # the packages ship in the bundle: the build needs no network
+    python: str  # the image's Python version, e.g. "3.11": vendored packages are chosen for it
     platform: str  # e.g. "linux/amd64"
+    # pip: the user's requirements carry hashes, and pip then demands hashes of everything in
+    # the same run, so the server's own requirements get a run of their own, first.
+    hashed: bool = False
 
 
 def pip_build(requirements_file: str, hashed: bool, vendored: bool, python: str, platform: str) -> EnvironmentBuild:
@@ -60,16 +61,16 @@ def pip_build(requirements_file: str, hashed: bool, vendored: bool, python: str,
     wheels = layout.build_path(layout.WHEELS_DIR) if vendored else None
     runs = ((runtime,), (user,)) if hashed else ((runtime, user),)
     return EnvironmentBuild(
+        kind="pip",
         copies=(
             (layout.RUNTIME_REQUIREMENTS, runtime.build_path),
             (f"{layout.ENVIRONMENT_DIR}/", f"{layout.build_path(layout.ENVIRONMENT_DIR)}/"),
         ),
         steps=tuple(PipInstall(run, wheels) for run in runs),
         vendored=vendored,
-        runtime_apart=hashed,
-        requirements_file=requirements_file,
         python=python,
         platform=platform,
+        hashed=hashed,
     )
 
 

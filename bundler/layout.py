@@ -10,7 +10,9 @@ a saved bundle (verify, diff, serve, build, save --force) and the tests. Pure, e
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -31,6 +33,23 @@ RUNTIME_REQUIREMENTS = f"{RUNTIME_DIR}/requirements.txt"
 ENVIRONMENT_DIR = "environment"
 DEFAULT_REQUIREMENTS = f"{ENVIRONMENT_DIR}/requirements.txt"
 WHEELS_DIR = f"{ENVIRONMENT_DIR}/wheels"
+
+
+@dataclass(frozen=True)
+class BundleNames:
+    """The bundle's own names, as the templates see them (`image.bundle`)."""
+
+    manifest: str = MANIFEST
+    registry_login: str = REGISTRY_LOGIN
+    readme: str = README
+    models_dir: str = MODELS_DIR
+    app_dir: str = APP_DIR
+    runtime_dir: str = RUNTIME_DIR
+    environment_dir: str = ENVIRONMENT_DIR
+    wheels_dir: str = WHEELS_DIR
+
+
+BUNDLE = BundleNames()
 
 # Every file is written with one of these modes and every folder with DIR_MODE; verify
 # holds a bundle to them, since COPY carries modes into the image.
@@ -94,7 +113,7 @@ def model_dir(places: Places, models: tuple[tuple[str, int], ...]) -> str:
     return places.models_root
 
 
-def server_environment(
+def server_variables(
     places: Places, entry_script: str, models: tuple[tuple[str, int], ...], server: ServerSettings, engine: str
 ) -> tuple[tuple[str, str], ...]:
     """The variables the scoring server reads, in the order the Dockerfile sets them; the
@@ -112,17 +131,47 @@ def server_environment(
     return tuple(env)
 
 
-def image_environment(
+def python_variables(runtime_root: str) -> tuple[tuple[str, str], ...]:
+    """How Python runs the server: the runtime importable, no bytecode written (a read-only
+    root file system), output unbuffered (logs arrive as they happen)."""
+    return (("PYTHONPATH", runtime_root), ("PYTHONDONTWRITEBYTECODE", "1"), ("PYTHONUNBUFFERED", "1"))
+
+
+def image_variables(
     entry_script: str, models: tuple[tuple[str, int], ...], server: ServerSettings, engine: str
 ) -> tuple[tuple[str, str], ...]:
-    """ENV of the final image: the Python set-up, then the server's variables."""
-    python = (
-        ("PATH", f"{VENV}/bin:$PATH"),
-        ("PYTHONPATH", RUNTIME_ROOT),
-        ("PYTHONDONTWRITEBYTECODE", "1"),
-        ("PYTHONUNBUFFERED", "1"),
-    )
-    return python + server_environment(IMAGE, entry_script, models, server, engine)
+    """ENV of the final image after PATH (which the Dockerfile writes itself: its value refers
+    to the base image's $PATH): the Python set-up, then the server's variables."""
+    return python_variables(RUNTIME_ROOT) + server_variables(IMAGE, entry_script, models, server, engine)
+
+
+def server_command(engine: str) -> tuple[str, ...]:
+    """What starts the server: bundler's runtime, or (engine azureml) its launcher of azmlinfsrv,
+    which takes the same BUNDLER_* settings."""
+    module = f"{RUNTIME_PACKAGE}.reference" if engine == "azureml" else RUNTIME_PACKAGE
+    return ("python", "-m", module)
+
+
+HEALTHCHECK = ("python", "-m", f"{RUNTIME_PACKAGE}.healthcheck")  # standard library only: no curl in slim images
+
+# One component of an image name, as Docker accepts it: lower-case letters and digits,
+# separated by one of ".", "_", "__" or dashes.
+_IMAGE_NAME = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+
+
+def image_name(name: str) -> str:
+    """A name as an image name: lower-cased, and where Docker would refuse it ("a..b",
+    "model-"), each run of separators becomes one dash."""
+    lowered = name.lower()
+    if _IMAGE_NAME.fullmatch(lowered):
+        return lowered
+    return re.sub(r"[^a-z0-9]+", "-", lowered).strip("-") or "model"
+
+
+def default_tag(model_names: tuple[str, ...], entry_script: str) -> str:
+    """The image name `save` suggests and `build` uses: the first model's, else (a service
+    without a model) the entry script's."""
+    return image_name(model_names[0] if model_names else PurePosixPath(entry_script).stem)
 
 
 # -- bundle.json -------------------------------------------------------------------------
@@ -135,6 +184,10 @@ class FileRecord:
     mode: int
     size: int
     sha256: str
+
+    @classmethod
+    def of(cls, mode: int, data: bytes) -> FileRecord:
+        return cls(mode, len(data), hashlib.sha256(data).hexdigest())
 
 
 @dataclass(frozen=True)

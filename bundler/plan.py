@@ -10,12 +10,11 @@ same inputs give the same plan on any machine; tests build Inputs in memory.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from bundler import __version__, imports, layout
-from bundler.config import Config, registry_of
+from bundler.config import DOCKER_HUB, Config, registry_of
 from bundler.entry_script import EntryScriptInfo
 from bundler.environment import EnvironmentBuild, pip_build, server_requirements
 from bundler.errors import ConfigError, EntryScriptError, SourceError
@@ -43,10 +42,11 @@ class Copied:
 
 @dataclass(frozen=True)
 class RegistryBlob:
-    """A registered model file: its sha256 is known, and checked while it is copied."""
+    """A registered model file: its sha256 and size are known; the sha256 is checked while it is copied."""
 
     path: Path
     sha256: str
+    size: int
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,10 @@ class RegistrySpec:
     username: str | None
     password_env: str | None
 
+    @property
+    def docker_hub(self) -> bool:
+        return self.address == DOCKER_HUB
+
 
 @dataclass(frozen=True)
 class ImageSpec:
@@ -114,6 +118,7 @@ class ImageSpec:
     healthcheck: tuple[str, ...]
     registries: tuple[RegistrySpec, ...]
     default_tag: str
+    bundle: layout.BundleNames = layout.BUNDLE
     app_root: str = layout.APP_ROOT
     models_root: str = layout.MODELS_ROOT
     venv: str = layout.VENV
@@ -157,7 +162,7 @@ def make(inputs: Inputs) -> Plan:
     hashed = inputs.requirements is not None and inputs.requirements.hashed
     environment = pip_build(requirements_file, hashed, config.vendor, config.python, config.platform)
     keys = tuple((m.name, m.version) for m in models)
-    default_tag = image_name(models[0].name if models else PurePosixPath(entry_rel).stem)
+    default_tag = layout.default_tag(tuple(m.name for m in models), entry_rel)
     image = ImageSpec(
         generator_version=__version__,
         subject=", ".join(m.ref for m in models) or f"{entry_rel} (no model)",
@@ -168,10 +173,10 @@ def make(inputs: Inputs) -> Plan:
         entry_script=entry_rel,
         port=config.server.port,
         environment=environment,
-        env=layout.image_environment(entry_rel, keys, config.server, engine),
+        env=layout.image_variables(entry_rel, keys, config.server, engine),
         labels=_labels(models, default_tag),
-        command=_command(engine),
-        healthcheck=("python", "-m", f"{layout.RUNTIME_PACKAGE}.healthcheck"),
+        command=layout.server_command(engine),
+        healthcheck=layout.HEALTHCHECK,
         registries=(_registry(config),),
         default_tag=default_tag,
     )
@@ -215,20 +220,6 @@ def choose_engine(config: Config, entry: EntryScriptInfo) -> tuple[str, str]:
     return "bundler", "the entry script uses only init() and run()"
 
 
-# One component of an image name, as Docker accepts it: lower-case letters and digits,
-# separated by one of ".", "_", "__" or dashes.
-_IMAGE_NAME = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
-
-
-def image_name(model_name: str) -> str:
-    """A model's name as an image name: lower-cased, and where Docker would refuse it
-    ("a..b", "model-"), each run of separators becomes one dash."""
-    name = model_name.lower()
-    if _IMAGE_NAME.fullmatch(name):
-        return name
-    return re.sub(r"[^a-z0-9]+", "-", name).strip("-") or "model"
-
-
 def _entry_relative(config: Config) -> str:
     if config.source_directory is None:
         return config.entry_script.name
@@ -245,7 +236,7 @@ def _model_files(models: tuple[StoredModel, ...]) -> tuple[FileEntry, ...]:
         FileEntry(
             f"{layout.model_folder(m.version.name, m.version.version)}/{f.path}",
             layout.FILE_MODE,
-            RegistryBlob(blob, f.sha256),
+            RegistryBlob(blob, f.sha256, f.size),
         )
         for m in models
         for f, blob in zip(m.version.files, m.blobs)
@@ -301,7 +292,7 @@ def _requirements_files(requirements: RequirementFiles | None) -> tuple[tuple[Fi
         return (FileEntry(layout.DEFAULT_REQUIREMENTS, layout.FILE_MODE, empty),), layout.DEFAULT_REQUIREMENTS
     (top_name, top), *included = requirements.files
     top_path = layout.DEFAULT_REQUIREMENTS
-    if any(rel == "requirements.txt" for rel, _ in included):
+    if any(rel == PurePosixPath(layout.DEFAULT_REQUIREMENTS).name for rel, _ in included):
         top_path = f"{layout.ENVIRONMENT_DIR}/{top_name}"
     entries = [FileEntry(top_path, layout.FILE_MODE, Copied(top))]
     entries += [FileEntry(f"{layout.ENVIRONMENT_DIR}/{rel}", layout.FILE_MODE, Copied(path)) for rel, path in included]
@@ -325,12 +316,6 @@ def _labels(models: tuple[ModelRecord, ...], default_tag: str) -> tuple[tuple[st
     if len(models) == 1:
         labels.insert(1, ("org.opencontainers.image.version", str(models[0].version)))
     return tuple(labels)
-
-
-def _command(engine: str) -> tuple[str, ...]:
-    if engine == "azureml":  # azmlinfsrv, started with the same BUNDLER_* settings
-        return ("python", "-m", f"{layout.RUNTIME_PACKAGE}.reference")
-    return ("python", "-m", layout.RUNTIME_PACKAGE)
 
 
 def _registry(config: Config) -> RegistrySpec:

@@ -110,6 +110,17 @@ def parse_ref(text: str) -> ModelRef:
     return ModelRef(name, int(version))
 
 
+def parse_tags(tags) -> dict[str, str]:
+    """--tag KEY=VALUE flags as a mapping."""
+    parsed = {}
+    for tag in tags:
+        key, sep, value = tag.partition("=")
+        if not sep or not key:
+            raise InputError(f"--tag {tag!r}: expected KEY=VALUE, e.g. --tag framework=sklearn")
+        parsed[key] = value
+    return parsed
+
+
 def default_home() -> Path:
     return Path(os.environ.get("BUNDLER_HOME") or Path.home() / ".bundler")
 

@@ -117,7 +117,7 @@ def registry_login(image: ImageSpec) -> bytes:
                 password_from={"env": r.password_env},
                 login=f"docker login {r.address} --username {r.username} --password-stdin",
             )
-        elif r.address == "docker.io":
+        elif r.docker_hub:
             entry.update(credentials_required=False)
         else:
             entry.update(

@@ -208,50 +208,15 @@ def collect(top: Path, vendored: bool = False, strict: bool = True) -> Requireme
         rel, path = pending.pop(0)
         if rel in (seen for seen, _ in files):
             continue  # included twice, or a cycle
-        text = _read(path)
-        conda_key = _CONDA_KEY.search(text)
-        if strict and conda_key:
-            raise RequirementsError(
-                f"{path}:{text.count(chr(10), 0, conda_key.start()) + 1}: this is a conda environment file "
-                "(name:, channels:, dependencies:), not pip requirements; conda environments are not supported "
-                "yet: list its pip packages in a requirements file"
-            )
-        parsed = parse(text)
-        if strict and parsed.problems:
-            number, problem = parsed.problems[0]
-            raise RequirementsError(f"{path}:{number}: {problem}")
-        if strict and parsed.local_find_links and not vendored:
-            number, option = parsed.local_find_links[0]
-            raise RequirementsError(
-                f"{path}:{number}: {option} is a folder on this machine, which the image build cannot see; "
-                "save with --vendor (the bundle then carries the wheels found there) or publish them to an index"
-            )
-        direct = next((r for r in parsed.requirements if r.direct), None)
-        if strict and vendored and direct is not None:
-            raise RequirementsError(
-                f"{path}:{direct.line}: {direct.name} is fetched from its URL when the image is built, even from a "
-                "vendored bundle; require it by name and version (name==1.2.3) so its wheel ships, "
-                "or save without --vendor"
-            )
+        parsed = parse(_read(path, strict))
+        if strict:
+            _refuse_what_the_build_cannot_use(path, parsed, vendored)
         files.append((rel, path))
         requirements.extend(parsed.requirements)
         hashed = hashed or parsed.hashed
         for number, include in parsed.includes:
             included = posixpath.normpath(posixpath.join(posixpath.dirname(rel), include))
-            problem = None
-            if included.startswith(("../", "/")) or included == "..":
-                problem = (
-                    f"includes {include}, outside the folder of {top.name}; the bundle carries only "
-                    "requirement files in that folder or below: move it there"
-                )
-            elif not (path.parent / include).is_file():
-                problem = f"includes {include}, which is not a file; fix the path"
-            elif not (path.parent / include).resolve().is_relative_to(top.parent.resolve()):
-                # A link to ~/.netrc or ~/.pip/pip.conf would ship that file, passwords and all.
-                problem = (
-                    f"includes {include}, a link to {(path.parent / include).resolve()}, outside the folder of "
-                    f"{top.name}; the bundle carries only files of that folder: copy the file in instead of linking it"
-                )
+            problem = _include_problem(include, included, path.parent / include, top)
             if problem is None:
                 pending.append((included, path.parent / include))
             elif strict:
@@ -259,8 +224,53 @@ def collect(top: Path, vendored: bool = False, strict: bool = True) -> Requireme
     return RequirementFiles(tuple(files), tuple(requirements), hashed)
 
 
-def _read(path: Path) -> str:
+def _refuse_what_the_build_cannot_use(path: Path, parsed: Parsed, vendored: bool) -> None:
+    if parsed.problems:
+        number, problem = parsed.problems[0]
+        raise RequirementsError(f"{path}:{number}: {problem}")
+    if parsed.local_find_links and not vendored:
+        number, option = parsed.local_find_links[0]
+        raise RequirementsError(
+            f"{path}:{number}: {option} is a folder on this machine, which the image build cannot see; "
+            "save with --vendor (the bundle then carries the wheels found there) or publish them to an index"
+        )
+    direct = next((r for r in parsed.requirements if r.direct), None)
+    if vendored and direct is not None:
+        raise RequirementsError(
+            f"{path}:{direct.line}: {direct.name} is fetched from its URL when the image is built, even from a "
+            "vendored bundle; require it by name and version (name==1.2.3) so its wheel ships, "
+            "or save without --vendor"
+        )
+
+
+def _include_problem(include: str, included: str, file: Path, top: Path) -> str | None:
+    """Why an included file (`-r include`, at `included` relative to the top file) cannot ship, if so."""
+    if included.startswith(("../", "/")) or included == "..":
+        return (
+            f"includes {include}, outside the folder of {top.name}; the bundle carries only "
+            "requirement files in that folder or below: move it there"
+        )
+    if not file.is_file():
+        return f"includes {include}, which is not a file; fix the path"
+    if not file.resolve().is_relative_to(top.parent.resolve()):
+        # A link to ~/.netrc or ~/.pip/pip.conf would ship that file, passwords and all.
+        return (
+            f"includes {include}, a link to {file.resolve()}, outside the folder of "
+            f"{top.name}; the bundle carries only files of that folder: copy the file in instead of linking it"
+        )
+    return None
+
+
+def _read(path: Path, strict: bool) -> str:
     try:
-        return path.read_text(encoding="utf-8-sig")  # a BOM is not part of the first line, as pip has it
+        text = path.read_text(encoding="utf-8-sig")  # a BOM is not part of the first line, as pip has it
     except (OSError, UnicodeDecodeError) as exc:
         raise RequirementsError(f"{path}: cannot read the requirements file ({exc})") from exc
+    conda_key = _CONDA_KEY.search(text)
+    if strict and conda_key:
+        raise RequirementsError(
+            f"{path}:{text.count(chr(10), 0, conda_key.start()) + 1}: this is a conda environment file "
+            "(name:, channels:, dependencies:), not pip requirements; conda environments are not supported "
+            "yet: list its pip packages in a requirements file"
+        )
+    return text

@@ -18,7 +18,7 @@ from bundler import plan as plan_module
 from bundler.errors import ConfigError, SourceError
 from bundler.registry import Registry
 
-RUNTIME_DIR = Path(__file__).parent / "runtime"
+RUNTIME_SOURCE = Path(__file__).parent / "runtime"  # bundler's own copy, shipped in every bundle
 
 
 @dataclass(frozen=True)
@@ -47,13 +47,13 @@ class SaveResult:
 
 def runtime_files() -> plan_module.RuntimeFiles:
     """The scoring server's files, as they ship in every bundle (no caches)."""
-    package = RUNTIME_DIR / layout.RUNTIME_PACKAGE
+    package = RUNTIME_SOURCE / layout.RUNTIME_PACKAGE
     files = tuple(
-        (path.relative_to(RUNTIME_DIR).as_posix(), path)
+        (path.relative_to(RUNTIME_SOURCE).as_posix(), path)
         for path in sorted(package.rglob("*"))
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
     )
-    return plan_module.RuntimeFiles(files, (RUNTIME_DIR / "requirements.txt").read_bytes())
+    return plan_module.RuntimeFiles(files, (RUNTIME_SOURCE / "requirements.txt").read_bytes())
 
 
 def gather(flags: config_module.Flags, home: Path, cwd: Path, outdir: Path) -> plan_module.Inputs:
@@ -68,16 +68,18 @@ def gather(flags: config_module.Flags, home: Path, cwd: Path, outdir: Path) -> p
     if config.source_directory is not None:
         # Never the output folder, nor the registry: a registry inside the sources would ship every model.
         selection = sources.select(config.source_directory, (outdir, home), config.allowed_secrets)
-    environment = requirements.collect(config.requirements, vendored=config.vendor) if config.requirements else None
+    requirement_files = None
+    if config.requirements:
+        requirement_files = requirements.collect(config.requirements, vendored=config.vendor)
     shipped_text = [f.file for f in selection.files] if selection else [config.entry_script]
-    shipped_text += [path for _, path in environment.files] if environment else []
+    shipped_text += [path for _, path in requirement_files.files] if requirement_files else []
     _refuse_secrets_in_text(shipped_text, frozenset(Path(os.path.abspath(p)) for p in config.allowed_secrets))
     return plan_module.Inputs(
         config=config,
         models=tuple(models),
         entry=entry_script.inspect(config.entry_script),
         sources=selection,
-        requirements=environment,
+        requirements=requirement_files,
         runtime=runtime_files(),
         user_template=_user_template(config),
     )

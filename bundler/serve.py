@@ -8,6 +8,7 @@ docs/bundle-layout.md, with the bundle's folders in place of the image's paths).
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import tempfile
 from dataclasses import dataclass, replace
@@ -25,29 +26,48 @@ class ServeCommand:
 
 
 def command(
-    bundle: Path, port: int | None = None, workers: int | None = None, base_env=None, host: str = "127.0.0.1"
+    bundle: Path,
+    port: int | None = None,
+    workers: int | None = None,
+    base_env=None,
+    host: str = "127.0.0.1",
+    manifest: layout.Manifest | None = None,
 ) -> ServeCommand:
-    """The command and environment that run this bundle's server. Pure but for reading bundle.json."""
+    """The command and environment that run this bundle's server (as layout.py says the image
+    does, with the bundle's folders in place of the image's); reads bundle.json and nothing else."""
     bundle = Path(os.path.abspath(bundle))
-    manifest = layout.read_manifest(bundle)
+    manifest = manifest or layout.read_manifest(bundle)
     if not manifest.entry_script:
         raise BundlerError(f"{bundle / layout.MANIFEST} names no entry script; save the bundle again")
     server = replace(manifest.server, port=port or manifest.server.port, workers=workers or manifest.server.workers)
-    env = dict(os.environ if base_env is None else base_env)
     places = layout.Places.in_bundle(bundle)
-    env.update(layout.server_environment(places, manifest.entry_script, manifest.model_keys, server, manifest.engine))
     if not manifest.models:  # as on Azure: an empty folder (the bundle itself stays as saved)
-        env["AZUREML_MODEL_DIR"] = tempfile.mkdtemp(prefix="bundler-no-model-")
-    env.update(
-        BUNDLER_HOST=host,  # this machine only, unless asked: a try-out is not a deployment
-        PYTHONPATH=os.pathsep.join(filter(None, [places.runtime_root, env.get("PYTHONPATH")])),
-        PYTHONDONTWRITEBYTECODE="1",
-    )
+        places = replace(places, models_root=str(_empty_folder()))
+    env = dict(os.environ if base_env is None else base_env)
+    env.update(layout.server_variables(places, manifest.entry_script, manifest.model_keys, server, manifest.engine))
+    env.update(layout.python_variables(places.runtime_root))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [places.runtime_root, (base_env or os.environ).get("PYTHONPATH")]))
+    env["BUNDLER_HOST"] = host  # this machine only, unless asked: a try-out is not a deployment
+    argv = (sys.executable, *layout.server_command(manifest.engine)[1:])
+    notes = ()
     if manifest.engine == "azureml":
         # azmlinfsrv has no setting for its address: it always listens on every interface.
         notes = (f"note: engine azureml: the reference server listens on every interface (0.0.0.0), not {host}",)
-        return ServeCommand((sys.executable, "-m", f"{layout.RUNTIME_PACKAGE}.reference"), env, notes)
-    return ServeCommand((sys.executable, "-m", layout.RUNTIME_PACKAGE), env)
+    return ServeCommand(argv, env, notes)
+
+
+def _empty_folder() -> Path:
+    """An empty folder of this user's, the same one each time (a serve execs, so it could never
+    remove one of its own); a fresh one if that has been filled or is not ours."""
+    folder = Path(tempfile.gettempdir()) / f"bundler-no-model-{os.geteuid()}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = os.lstat(folder)
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not any(folder.iterdir()):
+            return folder
+    except OSError:
+        pass
+    return Path(tempfile.mkdtemp(prefix="bundler-no-model-"))
 
 
 def same_version(pin: str, have: str) -> bool:
@@ -65,14 +85,14 @@ def same_version(pin: str, have: str) -> bool:
     return release(pin) == release(have)
 
 
-def missing_requirements(bundle: Path) -> list[str]:
+def missing_requirements(bundle: Path, manifest: layout.Manifest | None = None) -> list[str]:
     """Requirements of the bundle not satisfied here: 'name' (absent) or 'name==want (have x)'."""
     from importlib import metadata
 
     from bundler.requirements import collect
 
     problems = []
-    for path in _requirement_files(bundle):
+    for path in _requirement_files(bundle, manifest or layout.read_manifest(bundle)):
         if not path.is_file():
             continue
         for requirement in collect(path, strict=False).requirements:
@@ -88,17 +108,18 @@ def missing_requirements(bundle: Path) -> list[str]:
     return problems
 
 
-def _requirement_files(bundle: Path) -> tuple[Path, Path]:
-    return bundle / layout.RUNTIME_REQUIREMENTS, bundle / layout.read_manifest(bundle).requirements_file
+def _requirement_files(bundle: Path, manifest: layout.Manifest) -> tuple[Path, Path]:
+    return bundle / layout.RUNTIME_REQUIREMENTS, bundle / manifest.requirements_file
 
 
 def serve(bundle: Path, port: int | None, workers: int | None, host: str = "127.0.0.1") -> None:
     """Replace this process with the bundle's server (signals then reach it directly)."""
     bundle = Path(os.path.abspath(bundle))
-    cmd = command(bundle, port, workers, host=host)
-    missing = missing_requirements(bundle)
+    manifest = layout.read_manifest(bundle)
+    cmd = command(bundle, port, workers, host=host, manifest=manifest)
+    missing = missing_requirements(bundle, manifest)
     if missing:
-        runtime, user = _requirement_files(bundle)
+        runtime, user = _requirement_files(bundle, manifest)
         raise BundlerError(
             f"the bundle's requirements are not installed here: {', '.join(missing)}; install them with: "
             f"pip install -r {runtime} -r {user}"

@@ -92,63 +92,82 @@ def walk(folder: Path, what: str, fix: str, rules: Rules = Rules()) -> Walk:
     first, then the ignore rules and excluded folders, so ignored entries are never examined. A folder
     that cannot be listed is an error, never a silent gap in the result.
     """
-    root = folder.resolve()
-    files: list[tuple[str, Path]] = []
-    secrets: list[str] = []
-    registries: list[str] = []
+    walker = _Walker(folder, what, fix, rules)
 
     def unreadable(exc: OSError) -> None:
         raise SourceError(f"cannot read the folder {exc.filename} ({exc.strerror or exc}); fix its permissions, {fix}")
-
-    def secret_name(path: Path, rel: str) -> bool:
-        return secret_rules.is_secret_name(rel) and not secret_rules.is_allowed(path, rules.allowed)
 
     for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable, followlinks=True):
         current = Path(dirpath)
         rel_dir = current.relative_to(folder).as_posix()
         prefix = "" if rel_dir == "." else rel_dir + "/"
         # Reached through a linked folder? Then names are judged where they really are, too.
-        real_prefix = Path(os.path.realpath(current)).relative_to(root).as_posix() + "/"
+        real_prefix = _relative(Path(os.path.realpath(current)), walker.root) + "/"
         real_prefix = "" if real_prefix == "./" else real_prefix
-        kept_dirs = []
-        for name in sorted(dirnames):
-            path, rel = current / name, prefix + name + "/"
-            if secret_name(path, rel):
-                secrets.append(rel)
-            elif (rules.ignored and rules.ignored.match_file(rel)) or path.resolve() in rules.exclude:
-                continue  # the output folder itself, too
-            elif _is_registry(path):
-                registries.append(rel)
-            elif path.is_symlink():
-                # A linked folder ships at the link's path, as a linked file does; not a secret
-                # under another name, and not a folder that holds the link (an endless tree).
-                target = _link_target(path, root, what, fix)
-                if secret_name(target, _relative(target, root) + "/"):
-                    secrets.append(rel)
-                elif target in _real_folders(folder, current):
-                    raise SourceError(
-                        f"{path}: symlink loop (it leads to {target}, which holds the link); remove the link, {fix}"
-                    )
-                else:
-                    kept_dirs.append(_utf8(name, path, fix))
-            else:
-                kept_dirs.append(_utf8(name, path, fix))
-        dirnames[:] = kept_dirs
+        dirnames[:] = [name for name in sorted(dirnames) if walker.enters(current, name, prefix + name + "/")]
         for name in sorted(filenames):
-            path, rel = current / name, prefix + name
-            if secret_name(path, rel) or (real_prefix != prefix and secret_name(path, real_prefix + name)):
-                secrets.append(rel)
-            elif rules.ignored and rules.ignored.match_file(rel):
-                continue
-            elif path.is_symlink() and secret_name(path, _relative(_link_target(path, root, what, fix), root)):
-                secrets.append(rel)  # settings.txt -> .env would ship the secret under an innocent name
-            elif path.is_file():
-                _utf8(name, path, fix)
-                if _holds_a_key(path) and not secret_rules.is_allowed(path, rules.allowed):
-                    secrets.append(rel)  # a private key or service-account key, whatever its name
-                else:
-                    files.append((rel, path))
-    return Walk(tuple(sorted(files)), tuple(sorted(secrets)), tuple(sorted(registries)))
+            walker.take(current / name, prefix + name, real_prefix + name if real_prefix != prefix else None)
+    return Walk(tuple(sorted(walker.files)), tuple(sorted(walker.secrets)), tuple(sorted(walker.registries)))
+
+
+class _Walker:
+    """What one walk found so far, and the rules it judges each entry by."""
+
+    def __init__(self, folder: Path, what: str, fix: str, rules: Rules):
+        self.folder, self.root, self.what, self.fix, self.rules = folder, folder.resolve(), what, fix, rules
+        self.files: list[tuple[str, Path]] = []
+        self.secrets: list[str] = []
+        self.registries: list[str] = []
+
+    def secret_name(self, path: Path, rel: str) -> bool:
+        return secret_rules.is_secret_name(rel) and not secret_rules.is_allowed(path, self.rules.allowed)
+
+    def ignored(self, rel: str) -> bool:
+        return bool(self.rules.ignored and self.rules.ignored.match_file(rel))
+
+    def enters(self, current: Path, name: str, rel: str) -> bool:
+        """Whether the walk goes into the folder `name` of `current` (`rel` ends in /)."""
+        path = current / name
+        if self.secret_name(path, rel):
+            self.secrets.append(rel)
+            return False
+        if self.ignored(rel) or path.resolve() in self.rules.exclude:
+            return False  # the output folder itself, too
+        if _is_registry(path):
+            self.registries.append(rel)
+            return False
+        if path.is_symlink():
+            # A linked folder ships at the link's path, as a linked file does; not a secret
+            # under another name, and not a folder that holds the link (an endless tree).
+            target = self._target(path)
+            if self.secret_name(target, _relative(target, self.root) + "/"):
+                self.secrets.append(rel)
+                return False
+            if target in _real_folders(self.folder, current):
+                raise SourceError(
+                    f"{path}: symlink loop (it leads to {target}, which holds the link); remove the link, {self.fix}"
+                )
+        _utf8(name, path, self.fix)
+        return True
+
+    def take(self, path: Path, rel: str, real_rel: str | None) -> None:
+        """Keep the file at `rel` unless it is a secret or ignored; `real_rel` is where it really
+        is, when the walk reached it through a linked folder."""
+        if self.secret_name(path, rel) or (real_rel is not None and self.secret_name(path, real_rel)):
+            self.secrets.append(rel)
+        elif self.ignored(rel):
+            return
+        elif path.is_symlink() and self.secret_name(path, _relative(self._target(path), self.root)):
+            self.secrets.append(rel)  # settings.txt -> .env would ship the secret under an innocent name
+        elif path.is_file():
+            _utf8(path.name, path, self.fix)
+            if _holds_a_key(path) and not secret_rules.is_allowed(path, self.rules.allowed):
+                self.secrets.append(rel)  # a private key or service-account key, whatever its name
+            else:
+                self.files.append((rel, path))
+
+    def _target(self, path: Path) -> Path:
+        return _link_target(path, self.root, self.what, self.fix)
 
 
 def _is_registry(path: Path) -> bool:

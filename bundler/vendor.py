@@ -37,6 +37,8 @@ class VendorError(BundlerError):
 def wheels_for(plan: Plan, scratch: Path) -> tuple[FileEntry, ...]:
     """Every wheel the plan's install steps need, downloaded into scratch, as bundle files."""
     environment = plan.image.environment
+    if environment.kind != "pip":
+        raise VendorError(f"--vendor does not know the {environment.kind} builder yet; save without --vendor")
     planned = {entry.path: entry for entry in plan.files}
     wheel_dir = scratch / "wheels"
     for step in environment.steps:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from bundler import layout
 from bundler.digest import sha256_file
+from bundler.errors import BundlerError
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,10 @@ class Report:
     @property
     def ok(self) -> bool:
         return not (self.modified or self.missing or self.extra)
+
+    def failure(self, bundle: Path, reference: str) -> BundlerError:
+        count = len(self.modified) + len(self.missing) + len(self.extra)
+        return BundlerError(f"{bundle}: {count} entries differ from {reference}")
 
     def summary(self, limit: int = 10) -> str:
         parts = []

@@ -46,7 +46,7 @@ def example(tmp_path, cli, monkeypatch):
     ],
 )
 def test_the_suggested_image_name_is_one_docker_accepts(name, image):
-    from bundler.plan import image_name
+    from bundler.layout import image_name
 
     assert image_name(name) == image
 

@@ -42,9 +42,15 @@ def test_every_name_of_the_layout_is_in_the_doc(name):
     assert str(getattr(layout, name)) in DOC
 
 
+def test_the_docs_command_and_health_check_are_the_images():
+    assert f"CMD {json.dumps(list(layout.server_command('bundler')))}" in DOC.replace("`", "")
+    assert f"HEALTHCHECK CMD {json.dumps(list(layout.HEALTHCHECK))}" in DOC.replace("`", "")
+    assert layout.server_command("azureml")[-1] in DOC
+
+
 def test_the_docs_variables_are_the_ones_the_server_gets():
     documented = set(re.findall(r"^\| `([A-Z_]+)` \|", DOC, re.M))
-    env = layout.server_environment(layout.IMAGE, "score.py", (("m", 1),), layout.ServerSettings(), "bundler")
+    env = layout.server_variables(layout.IMAGE, "score.py", (("m", 1),), layout.ServerSettings(), "bundler")
     assert documented == {name for name, _ in env}
     defaults = layout.ServerSettings()
     for name, value in (("BUNDLER_PORT", defaults.port), ("BUNDLER_MAX_REQUEST_BYTES", defaults.max_request_bytes)):
@@ -76,17 +82,17 @@ def test_model_dir_is_the_models_folder_for_one_model_and_their_parent_for_sever
 
 def test_the_image_and_serve_share_the_servers_variables():
     settings = layout.ServerSettings(port=6000, workers=2)
-    image = dict(layout.image_environment("pkg/score.py", (("m", 1),), settings, "bundler"))
+    image = dict(layout.image_variables("pkg/score.py", (("m", 1),), settings, "bundler"))
     served = dict(
-        layout.server_environment(layout.Places.in_bundle(Path("/b")), "pkg/score.py", (("m", 1),), settings, "bundler")
+        layout.server_variables(layout.Places.in_bundle(Path("/b")), "pkg/score.py", (("m", 1),), settings, "bundler")
     )
     assert {k: v for k, v in image.items() if k.startswith("BUNDLER_")} == {
         k: v for k, v in served.items() if k.startswith("BUNDLER_")
     }
     assert image["AZUREML_ENTRY_SCRIPT"] == served["AZUREML_ENTRY_SCRIPT"] == "pkg/score.py"
-    assert list(image)[:4] == ["PATH", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED"]
+    assert list(image)[:3] == ["PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED"]
     assert "BUNDLER_MAX_REQUEST_BYTES" not in dict(
-        layout.image_environment("s.py", (("m", 1),), settings, "azureml")
+        layout.image_variables("s.py", (("m", 1),), settings, "azureml")
     )  # azmlinfsrv has no such limit
 
 

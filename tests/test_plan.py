@@ -45,7 +45,7 @@ def test_every_file_and_where_its_bytes_come_from():
     by_path = {e.path: e for e in plan.files}
     assert list(by_path) == sorted(by_path)
     assert by_path["azureml-models/diabetes/1/model.pkl"].content == RegistryBlob(
-        NOWHERE / "blobs" / ("a" * 64), "a" * 64
+        NOWHERE / "blobs" / ("a" * 64), "a" * 64, 30
     )
     assert by_path["azureml-app/score.py"].content == Copied(NOWHERE / "score.py")
     assert by_path["environment/requirements.txt"].content == Copied(NOWHERE / "req" / "requirements.txt")
@@ -68,7 +68,7 @@ def test_one_pip_run_installs_the_runtimes_and_the_users_requirements():
         ("--requirement", "/tmp/bundler/runtime-requirements.txt"),
         ("--requirement", "/tmp/bundler/environment/requirements.txt"),
     )
-    assert not environment.vendored and not environment.runtime_apart
+    assert not environment.vendored and not environment.hashed
 
 
 def test_hashed_requirements_get_a_run_of_their_own_and_vendoring_installs_offline():
@@ -80,13 +80,14 @@ def test_hashed_requirements_get_a_run_of_their_own_and_vendoring_installs_offli
     assert all(
         s.arguments[0] == ("--no-index", "--find-links", "/tmp/bundler/environment/wheels") for s in (first, second)
     )
-    assert environment.runtime_apart and environment.vendored
+    assert environment.hashed and environment.vendored
 
 
 def test_a_top_file_including_a_requirements_txt_keeps_its_name_and_the_manifest_says_so():
     plan = make(inputs(requirements=requirement_files("prod.txt", "requirements.txt")))
     assert {"environment/prod.txt", "environment/requirements.txt"} <= {e.path for e in plan.files}
-    assert plan.manifest.requirements_file == plan.image.environment.requirements_file == "environment/prod.txt"
+    assert plan.manifest.requirements_file == "environment/prod.txt"
+    assert plan.image.environment.steps[0].requirements[1].bundle_path == "environment/prod.txt"
 
 
 def test_the_reference_engine_replaces_the_runtimes_requirements():
