@@ -86,25 +86,25 @@ def load(flags: Flags, cwd: Path) -> Config:
     """Read the config file (given, or ./bundler.toml if present) and apply the flags."""
     document = Document.read(flags.config, cwd)
     entry, source_dir = _inference(flags, document, cwd)
-    requirements, python, base_image, vendor, platform = _environment(flags, document, cwd)
+    environment = _environment(flags, document, cwd)
     server, engine = _server(document)
     registry = _registry(document)
     template = document.setting("dockerfile", "template")
-    _check_files(entry, source_dir, requirements, template)
-    _check_rules(base_image, python, vendor, registry, document)
+    _check_files(entry, source_dir, environment.requirements, template)
+    _check_rules(environment, registry, document)
     return Config(
         models=_models(flags, document),
         entry_script=entry.path,
         source_directory=source_dir.path if source_dir else None,
-        requirements=requirements.path if requirements else None,
-        python=python.value,
-        base_image=base_image.value,
+        requirements=environment.requirements.path if environment.requirements else None,
+        python=environment.python.value,
+        base_image=environment.base_image.value,
         server=server,
         engine=engine,
         registry=registry,
         dockerfile_template=template.path if template else None,
-        vendor=vendor,
-        platform=platform,
+        vendor=environment.vendor,
+        platform=environment.platform,
         allowed_secrets=_allowed_secrets(flags, document, cwd),
     )
 
@@ -156,7 +156,16 @@ def _inference(flags: Flags, document: Document, cwd: Path) -> tuple[Setting, Se
     return entry, source_dir
 
 
-def _environment(flags: Flags, document: Document, cwd: Path):
+@dataclass(frozen=True)
+class _EnvironmentTable:
+    requirements: Setting | None
+    python: Setting
+    base_image: Setting
+    vendor: bool
+    platform: str
+
+
+def _environment(flags: Flags, document: Document, cwd: Path) -> _EnvironmentTable:
     requirements = _chosen(flags.requirements, "--requirements", cwd, document, "environment", "requirements")
     conda_file = document.setting("environment", "conda_file")
     if conda_file is not None:  # the key keeps its place for the conda builder to come
@@ -179,12 +188,8 @@ def _environment(flags: Flags, document: Document, cwd: Path):
     platform = document.setting("environment", "platform")
     if platform is not None and platform.value not in PLATFORMS:
         raise ConfigError(f"{platform.where}: platform must be one of {', '.join(PLATFORMS)}")
-    return (
-        requirements,
-        python,
-        base_image,
-        bool(vendor and vendor.value),
-        platform.value if platform else PLATFORMS[0],
+    return _EnvironmentTable(
+        requirements, python, base_image, bool(vendor and vendor.value), platform.value if platform else PLATFORMS[0]
     )
 
 
@@ -255,10 +260,9 @@ def _check_files(
         raise ConfigError(f"{template.where}: Dockerfile template {template.path} not found")
 
 
-def _check_rules(
-    base_image: Setting, python: Setting, vendor: bool, registry: RegistryLogin | None, document: Document
-) -> None:
+def _check_rules(environment: _EnvironmentTable, registry: RegistryLogin | None, document: Document) -> None:
     """Rules that span tables."""
+    base_image, python, vendor = environment.base_image, environment.python, environment.vendor
     image_python = re.search(r"(?:^|/)python:(3\.[0-9]{1,2})(?:[-.@]|$)", base_image.value)
     if vendor and image_python and image_python.group(1) != python.value:
         # Vendored wheels are built for one Python; the official images say theirs in the tag.
