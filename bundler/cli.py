@@ -366,13 +366,15 @@ def build(bundle: Path, tag: str | None) -> None:
 
 
 def _typed(path: Path) -> str:
-    """The path as typed in a suggested command: relative where it can be, quoted for the shell."""
+    """The path as typed in a suggested command: relative where it can be, quoted for the shell
+    (and, holding a line break or another control character, shown with escapes instead)."""
     import shlex
 
     try:
-        return shlex.quote(str(path.relative_to(Path.cwd())) or ".")
+        text = str(path.relative_to(Path.cwd())) or "."
     except ValueError:
-        return shlex.quote(str(path))
+        text = str(path)
+    return shlex.quote(text) if text.isprintable() else shown(text)
 
 
 def _size(count: int) -> str:

@@ -180,8 +180,9 @@ def _environment(flags: Flags, document: Document, cwd: Path) -> _EnvironmentTab
         f"python:{python.value}-slim", document.where("environment", "base_image"), cwd
     )
     if not IMAGE_PATTERN.fullmatch(base_image.value):
+        shown = re.sub(r"^[^/@:]+:[^/@]+@", "****@", base_image.value)  # never repeat a password
         raise ConfigError(
-            f"{base_image.where}: {base_image.value!r} is not an image reference; use e.g. python:3.11-slim "
+            f"{base_image.where}: {shown!r} is not an image reference; use e.g. python:3.11-slim "
             "or myregistry.azurecr.io/python:3.11-slim"
         )
     vendor = _chosen(flags.vendor, "--vendor", cwd, document, "environment", "vendor")
@@ -252,6 +253,10 @@ def _check_files(
         raise ConfigError(f"{entry.where}: entry script {script} is not a file")
     if script.suffix != ".py":
         raise ConfigError(f"{entry.where}: entry script {script} must be a .py file (the server imports it as Python)")
+    try:
+        script.name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{entry.where}: the entry script's name is not UTF-8; rename it") from None
     if source_dir is not None and not script.resolve().is_relative_to(source_dir.path.resolve()):
         raise ConfigError(f"{entry.where}: entry script {script} must be inside the source directory {source_dir.path}")
     if requirements is not None and not requirements.path.is_file():

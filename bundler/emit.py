@@ -20,10 +20,9 @@ import tempfile
 from pathlib import Path
 
 from bundler import in_place, layout, leftovers, verify
-from bundler.digest import copy_hashing
-from bundler.errors import OutputError, RegistryError
-from bundler.layout import FileRecord
-from bundler.plan import FileEntry, Generated, RegistryBlob
+from bundler.errors import OutputError
+from bundler.fill import fill
+from bundler.plan import FileEntry
 
 TMP_PREFIX = ".bundler-tmp-"
 
@@ -32,8 +31,14 @@ def check_destination(dest: Path, force: bool) -> None:
     """Refuse to replace anything whose loss the user would regret."""
     if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
         raise OutputError(f"{dest} exists and is not a folder; choose another output path")
-    if not dest.exists() or not any(dest.iterdir()):
+    if not dest.exists() or not any(name != in_place.FILE_SYSTEMS_OWN for name in os.listdir(dest)):
         return
+    inside = in_place.mount_points_inside(dest)
+    if inside:
+        raise OutputError(
+            f"{dest} holds a mount point, {inside[0]}: replacing the bundle would delete what is mounted there; "
+            "unmount it, then save again"
+        )
     if not layout.is_bundle(dest):
         raise OutputError(
             f"{dest} is a non-empty folder that is not a bundle (no {layout.MANIFEST}); "
@@ -61,7 +66,7 @@ def write(dest: Path, entries: tuple[FileEntry, ...], manifest, force: bool = Fa
     prefix = staging_prefix(dest)
     if dest.is_dir() and not dest.is_symlink() and in_place.is_mount_point(dest):
         return in_place.write(
-            dest, prefix, lambda staging: _fill(staging, entries, manifest), lambda: check_destination(dest, force)
+            dest, prefix, lambda staging_fd: fill(staging_fd, entries, manifest), lambda: check_destination(dest, force)
         )
     check_destination(dest, force)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -70,7 +75,7 @@ def write(dest: Path, entries: tuple[FileEntry, ...], manifest, force: bool = Fa
         leftovers.remove_stale(parent_fd, [n for n in os.listdir(parent_fd) if n.startswith(prefix)])
         with Staging(parent_fd, dest.parent, prefix) as staging:
             try:
-                _fill(staging.path, entries, manifest)
+                fill(staging.fd, entries, manifest)
                 _swap_into_place(staging, dest, parent_fd)
             except OSError as exc:
                 raise OutputError(
@@ -90,86 +95,68 @@ class Staging:
         self.parent_fd, self.parent, self.prefix = parent_fd, parent, prefix
 
     def __enter__(self) -> Staging:
-        try:
-            self.path = Path(tempfile.mkdtemp(prefix=self.prefix, dir=self.parent))
-        except OSError as exc:
-            raise OutputError(
-                f"cannot write the bundle in {self.parent}: {exc.strerror or exc}; nothing was changed"
-            ) from exc
-        self.name = self.path.name
-        self.fd = os.open(self.name, leftovers.DIR_FLAGS, dir_fd=self.parent_fd)
-        self.identity = os.fstat(self.fd)
-        leftovers.lock(self.fd)
+        while True:
+            try:
+                self.path = Path(tempfile.mkdtemp(prefix=self.prefix, dir=self.parent))
+                self.name = self.path.name
+                self.fd = os.open(self.name, leftovers.DIR_FLAGS, dir_fd=self.parent_fd)
+            except FileNotFoundError:
+                continue  # another save took it for a leftover before it was opened: make another
+            except OSError as exc:
+                raise OutputError(
+                    f"cannot write the bundle in {self.parent}: {exc.strerror or exc}; nothing was changed"
+                ) from exc
+            self.identity = os.fstat(self.fd)
+            if leftovers.lock(self.fd) and self._still_ours():
+                break
+            os.close(self.fd)  # another save's cleanup had it first: make another
         self.placed = False
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def in_place(self) -> None:
+        """Moved into place: it is the bundle now, no longer a save in progress, so its lock is
+        let go (a concurrent save that swaps it out again must be able to remove it)."""
+        self.placed = True
+        os.close(self.fd)
+        self.fd = None
+
+    def _still_ours(self) -> bool:
         try:
-            if not self.placed:
-                leftovers.remove_tree(self.parent_fd, self.name, expected=self.identity)
+            return leftovers.same(os.stat(self.name, dir_fd=self.parent_fd, follow_symlinks=False), self.identity)
+        except FileNotFoundError:
+            return False
+
+    def __exit__(self, *exc_info) -> None:
+        if self.placed:
+            return
+        try:
+            leftovers.remove_tree(self.parent_fd, self.name, expected=self.identity)
         except OSError:
             pass  # unlocked once this process ends: the next save removes it
         finally:
             os.close(self.fd)
 
 
-def _fill(staging: Path, entries: tuple[FileEntry, ...], manifest) -> None:
-    records = {entry.path: _write_entry(staging, entry) for entry in entries}
-    _write_file(staging / layout.MANIFEST, manifest(records), layout.FILE_MODE)
-    for folder, _, _ in os.walk(staging):
-        os.chmod(folder, layout.DIR_MODE)
-
-
-def _write_entry(root: Path, entry: FileEntry) -> FileRecord:
-    target = root / entry.path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    content = entry.content
-    if isinstance(content, Generated):
-        _write_file(target, content.data, entry.mode)
-        return FileRecord.of(entry.mode, content.data)
-    with _open_source(entry) as src, open(target, "wb") as out:
-        sha, size = copy_hashing(src, out)
-    os.chmod(target, entry.mode)
-    if isinstance(content, RegistryBlob) and sha != content.sha256:
-        raise RegistryError(
-            f"registry file {content.path} for {entry.path} is corrupt (sha256 {sha[:12]}..., "
-            f"expected {content.sha256[:12]}...); register the model again"
-        )
-    return FileRecord(entry.mode, size, sha)
-
-
-def _open_source(entry: FileEntry):
-    content = entry.content
-    try:
-        return open(content.path, "rb")
-    except OSError as exc:
-        if isinstance(content, RegistryBlob):
-            raise RegistryError(
-                f"registry file {content.path} for {entry.path} cannot be read ({exc.strerror}); "
-                "register the model again"
-            ) from None
-        raise OutputError(
-            f"cannot read {content.path} ({exc.strerror}); make it readable or leave it out "
-            "of the bundle (.bundlerignore)"
-        ) from None
-
-
-def _write_file(path: Path, data: bytes, mode: int) -> None:
-    with open(path, "wb") as out:
-        out.write(data)
-    os.chmod(path, mode)
-
-
 def _discard_old_bundle(parent_fd: int, name: str, dest: Path) -> None:
-    """The new bundle is in place; its predecessor, now at `name`, goes. If it cannot, say
-    exactly that (not "nothing was changed"), naming both."""
+    """The new bundle is in place; its predecessor, now at `name`, goes (unless a concurrent
+    save is already removing it, as a leftover). If it cannot, say exactly that (not
+    "nothing was changed"), naming both."""
     try:
-        leftovers.remove_tree(parent_fd, name)
+        fd = os.open(name, leftovers.DIR_FLAGS, dir_fd=parent_fd)
+    except FileNotFoundError:
+        return  # another save took it for a leftover and removed it
+    try:
+        if leftovers.lock(fd):  # else another save is removing it, as a leftover
+            leftovers.remove_tree(parent_fd, name, expected=os.fstat(fd))
+    except FileNotFoundError:
+        pass
     except OSError as exc:
         raise OutputError(
             f"the bundle is saved to {dest}, but its old copy {dest.parent / name} cannot be removed "
             f"({exc.strerror or exc}); delete it by hand"
         ) from None
+    finally:
+        os.close(fd)
 
 
 def _swap_into_place(staging: Staging, dest: Path, parent_fd: int) -> None:
@@ -177,10 +164,10 @@ def _swap_into_place(staging: Staging, dest: Path, parent_fd: int) -> None:
         dest.rmdir()
     if not dest.exists():
         os.rename(staging.name, dest.name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
-        staging.placed = True
+        staging.in_place()
         return
     if _exchange(staging.path, dest):
-        staging.placed = True
+        staging.in_place()
         _discard_old_bundle(parent_fd, staging.name, dest)  # the staging name now holds the old bundle
         return
     # No atomic exchange here: move the old bundle aside under a staging name, so a kill
@@ -188,7 +175,7 @@ def _swap_into_place(staging: Staging, dest: Path, parent_fd: int) -> None:
     old = f"{staging.name}-old"
     os.rename(dest.name, old, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
     os.rename(staging.name, dest.name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
-    staging.placed = True
+    staging.in_place()
     _discard_old_bundle(parent_fd, old, dest)
 
 

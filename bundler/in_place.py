@@ -27,20 +27,28 @@ from bundler import layout, leftovers
 from bundler.errors import OutputError
 
 NEW, OLD, IN = "new-", "old-", "in-"
+FILE_SYSTEMS_OWN = "lost+found"  # at the root of a fresh ext4 volume: never moved, never reported
 MOUNTINFO = "/proc/self/mountinfo"
 
 
 def is_mount_point(path: Path) -> bool:
     """Whether path is a mount point, a bind mount of a folder of the same file system included
     (which os.path.ismount cannot tell: it compares devices)."""
-    if os.path.ismount(path):
-        return True
+    return os.path.ismount(path) or os.path.realpath(path) in _mount_points()
+
+
+def mount_points_inside(folder: Path) -> list[str]:
+    """The mount points below folder (not folder itself), from /proc/self/mountinfo."""
+    root = os.path.realpath(folder)
+    return sorted(point for point in _mount_points() if point.startswith(root + "/"))
+
+
+def _mount_points() -> set[str]:
     try:
         with open(MOUNTINFO, encoding="utf-8", errors="surrogateescape") as table:
-            points = {_unescape(line.split()[4]) for line in table if len(line.split()) > 4}
+            return {_unescape(line.split()[4]) for line in table if len(line.split()) > 4}
     except OSError:
-        return False
-    return os.path.realpath(path) in points
+        return set()
 
 
 def _unescape(field: str) -> str:
@@ -49,41 +57,41 @@ def _unescape(field: str) -> str:
 
 
 def write(dest: Path, prefix: str, fill, check) -> Path:
-    """Build the bundle with fill(folder) and put it in place of dest's contents, once check()
-    (which refuses what must not be replaced) has passed on what a killed save left, finished."""
+    """Build the bundle with fill(folder descriptor) and put it in place of dest's contents,
+    once check() (which refuses what must not be replaced) has passed. One save at a time: the
+    destination itself is locked (flock) for as long as this one runs."""
     fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        recover(fd, prefix)
-        if any(name.startswith(prefix) for name in os.listdir(fd)):
+        if not leftovers.lock(fd):
             raise OutputError(f"another save is writing to {dest} right now; wait for it to finish and save again")
+        recover(fd, prefix)
         check()
         try:
             new = Path(tempfile.mkdtemp(prefix=prefix + NEW, dir=dest)).name
         except OSError as exc:
             raise OutputError(f"cannot write the bundle to {dest}: {exc.strerror or exc}; nothing was changed") from exc
         new_fd = os.open(new, leftovers.DIR_FLAGS, dir_fd=fd)
-        leftovers.lock(new_fd)  # held until the bundle is in place: a live save is never "recovered"
         try:
-            _replace(fd, dest, prefix, new, fill)
+            _replace(fd, dest, prefix, new, new_fd, fill)
         finally:
             os.close(new_fd)
     finally:
-        os.close(fd)
+        os.close(fd)  # and with it the lock
     return dest
 
 
-def _replace(fd: int, dest: Path, prefix: str, new: str, fill) -> None:
+def _replace(fd: int, dest: Path, prefix: str, new: str, new_fd: int, fill) -> None:
     suffix = new[len(prefix + NEW) :]
     old, ready = prefix + OLD + suffix, prefix + IN + suffix
     try:
-        fill(dest / new)
+        fill(new_fd)
     except BaseException as exc:
         leftovers.remove_tree(fd, new)
         if isinstance(exc, OSError):
             raise OutputError(f"cannot write the bundle to {dest}: {exc.strerror or exc}; nothing was changed") from exc
         raise
     os.mkdir(old, 0o700, dir_fd=fd)
-    current = [name for name in os.listdir(fd) if not name.startswith(prefix)]
+    current = [name for name in os.listdir(fd) if not name.startswith(prefix) and name != FILE_SYSTEMS_OWN]
     _move(fd, "", old, sorted(current, key=lambda name: name != layout.MANIFEST))  # bundle.json first
     os.rename(new, ready, src_dir_fd=fd, dst_dir_fd=fd)
     _finish(fd, prefix, suffix)
@@ -99,7 +107,8 @@ def _finish(fd: int, prefix: str, suffix: str) -> None:
 
 
 def recover(fd: int, prefix: str) -> None:
-    """Finish or undo what a killed save left in this folder (see the module's docstring)."""
+    """Finish or undo what a killed save left in this folder (see the module's docstring); the
+    caller holds the destination's lock, so no save of this bundler is writing here."""
     for name in sorted(os.listdir(fd)):
         if not name.startswith(prefix) or name not in os.listdir(fd):
             continue
@@ -107,8 +116,6 @@ def recover(fd: int, prefix: str) -> None:
         if folder is None:
             continue  # a link or another user's folder: not ours to touch
         try:
-            if not leftovers.lock(folder):
-                continue  # a live save's
             phase, suffix = name[len(prefix) :].split("-", 1) if "-" in name[len(prefix) :] else ("", "")
             if phase + "-" == IN:
                 _finish(fd, prefix, suffix)

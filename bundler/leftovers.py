@@ -11,6 +11,7 @@ by SIGKILL, so "unlocked" means "left behind".
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import stat
@@ -42,7 +43,8 @@ def open_own_dir(parent_fd: int, name: str) -> int | None:
 
 def remove_stale(parent_fd: int, names) -> int:
     """Remove each named folder or file of parent_fd that is this user's own and that no live
-    process holds; the bytes freed. Anything else (a link, another user's entry) is left alone."""
+    process holds; the bytes freed. Anything else (a link, another user's entry) is left alone,
+    and so is what cannot be removed (the next cleanup tries again)."""
     freed = 0
     for name in names:
         fd = open_own_dir(parent_fd, name)
@@ -52,8 +54,8 @@ def remove_stale(parent_fd: int, names) -> int:
         try:
             if lock(fd):
                 freed += remove_tree(parent_fd, name, expected=os.fstat(fd))
-        except FileNotFoundError:
-            pass  # another process cleaned it first
+        except OSError:
+            pass  # gone (another process cleaned it first), or not removable now: left for later
         finally:
             os.close(fd)
     return freed
@@ -68,7 +70,7 @@ def _remove_stale_file(parent_fd: int, name: str) -> int:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or not lock(fd):
             return 0
-        if _same(os.stat(name, dir_fd=parent_fd, follow_symlinks=False), info):
+        if same(os.stat(name, dir_fd=parent_fd, follow_symlinks=False), info):
             os.unlink(name, dir_fd=parent_fd)
             return info.st_size
         return 0
@@ -81,15 +83,17 @@ def _remove_stale_file(parent_fd: int, name: str) -> int:
 def remove_tree(parent_fd: int, name: str, expected: os.stat_result | None = None) -> int:
     """Remove the folder `name` of parent_fd and everything below it; the bytes freed.
 
-    Never follows a link (a link inside is removed as a link). A folder its owner made
-    read-only or unlistable (chmod -R a-w, or 000) is opened up first: it is theirs to
-    delete. With `expected`, the folder must be that very folder (same device and inode).
-    Iterative, so a deep tree needs no deep recursion.
+    Never follows a link (a link inside is removed as a link) and never enters another file
+    system (a mount point inside is an error: what is mounted there is not the tree's). A
+    folder its owner made read-only or unlistable (chmod -R a-w, or 000) is opened up first:
+    it is theirs to delete. With `expected`, the folder must be that very folder (same device
+    and inode). Iterative, so a deep tree needs no deep recursion.
     """
     top = _open_for_removal(parent_fd, name)
-    if expected is not None and not _same(os.fstat(top), expected):
+    if expected is not None and not same(os.fstat(top), expected):
         os.close(top)
         raise FileNotFoundError(f"{name} was replaced while it was being removed")
+    device = os.fstat(top).st_dev
     freed = 0
     stack = [(parent_fd, name, top, _entries(top))]
     try:
@@ -99,6 +103,8 @@ def remove_tree(parent_fd: int, name: str, expected: os.stat_result | None = Non
                 if entry.is_dir(follow_symlinks=False):
                     child = _open_for_removal(fd, entry.name)
                     stack.append((fd, entry.name, child, _entries(child)))
+                    if os.fstat(child).st_dev != device:
+                        raise OSError(errno.EBUSY, "a file system is mounted inside it", entry.name)
                     break
                 freed += entry.stat(follow_symlinks=False).st_size
                 os.unlink(entry.name, dir_fd=fd)
@@ -140,5 +146,5 @@ def _chmod_no_follow(parent_fd: int, name: str, mode: int) -> None:
         os.close(path_fd)
 
 
-def _same(a: os.stat_result, b: os.stat_result) -> bool:
+def same(a: os.stat_result, b: os.stat_result) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)

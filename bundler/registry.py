@@ -105,7 +105,7 @@ def parse_ref(text: str) -> ModelRef:
     validate_name(name)
     if version is None:
         return ModelRef(name)
-    if not version.isdigit() or int(version) < 1 or not version.isascii():
+    if not version.isascii() or not version.isdigit() or int(version) < 1:
         raise InputError(f"invalid model reference {text!r}: the version must be a whole number from 1, e.g. {name}:1")
     return ModelRef(name, int(version))
 
@@ -295,6 +295,7 @@ def _model_files(source: Path, home: Path):
     """
     if not source.exists():
         raise InputError(f"cannot register {source}: no such file or directory")
+    _check_utf8_name(source)
     if source.is_file():
         _check_single_file(source)
         return Walk(((source.name, source),), ())
@@ -313,14 +314,18 @@ def _model_files(source: Path, home: Path):
     return Walk(files, secrets, registries)
 
 
-def _check_single_file(source: Path) -> None:
+def _check_utf8_name(source: Path) -> None:
+    """The name a file or folder is registered under must be UTF-8: it enters bundle.json."""
     try:
-        source.name.encode("utf-8")
+        Path(os.path.abspath(source)).name.encode("utf-8")
     except UnicodeEncodeError:
         shown = os.fsencode(source).decode("utf-8", "backslashreplace")
         raise InputError(
-            f"cannot register {shown}: the file name is not UTF-8, which a bundle cannot carry; rename it"
+            f"cannot register {shown}: the name is not UTF-8, which a bundle cannot carry; rename it"
         ) from None
+
+
+def _check_single_file(source: Path) -> None:
     with open(source, "rb") as handle:
         head = handle.read(secret_rules.HEAD_BYTES)
         rest = lambda: head + handle.read(secret_rules.SERVICE_ACCOUNT_LIMIT)  # noqa: E731 - read only if needed

@@ -73,6 +73,7 @@ def gather(flags: config_module.Flags, home: Path, cwd: Path, outdir: Path) -> p
         requirement_files = requirements.collect(config.requirements, vendored=config.vendor)
     shipped_text = [f.file for f in selection.files] if selection else [config.entry_script]
     shipped_text += [path for _, path in requirement_files.files] if requirement_files else []
+    shipped_text += [config.dockerfile_template] if config.dockerfile_template else []  # its lines reach the Dockerfile
     _refuse_secrets_in_text(shipped_text, frozenset(Path(os.path.abspath(p)) for p in config.allowed_secrets))
     return plan_module.Inputs(
         config=config,
@@ -90,7 +91,7 @@ def _refuse_secrets_in_text(paths: list[Path], allowed: frozenset[Path]) -> None
     for path in paths:
         if secret_rules.is_allowed(path, allowed):
             continue
-        text = _small_text(path)
+        text = _text_of(path)
         found = secret_rules.find_in_text(text) if text else None
         if found:
             line, what = found
@@ -101,13 +102,21 @@ def _refuse_secrets_in_text(paths: list[Path], allowed: frozenset[Path]) -> None
             )
 
 
-def _small_text(path: Path) -> str | None:
-    """The file as text, if it is text and small enough to be code (models and data are not scanned)."""
+def _text_of(path: Path) -> str | None:
+    """The file as text when it is text: by its suffix, whatever its size (a notebook), else when
+    small and free of NUL bytes. Bytes that are not UTF-8 become U+FFFD: the secrets searched
+    for are ASCII, and a Latin-1 comment must not hide them."""
     try:
-        if path.stat().st_size > secret_rules.TEXT_SCAN_LIMIT:
-            return None
-        return path.read_bytes().decode("utf-8")
-    except (OSError, UnicodeDecodeError):
+        if path.suffix.lower() not in secret_rules.TEXT_SUFFIXES:
+            if path.stat().st_size > secret_rules.TEXT_SCAN_LIMIT:
+                return None
+            data = path.read_bytes()
+            if b"\0" in data[: secret_rules.HEAD_BYTES]:
+                return None
+        else:
+            data = path.read_bytes()
+        return data.decode("utf-8", errors="replace")
+    except OSError:
         return None
 
 

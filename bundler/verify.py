@@ -19,7 +19,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from bundler import layout
+from bundler import in_place, layout
 from bundler.digest import sha256_file
 from bundler.errors import BundlerError
 
@@ -50,7 +50,7 @@ class Report:
 def listed_files(folder: Path) -> list[str]:
     """Every entry under a bundle folder that is not a folder (files, links), as POSIX paths,
     except the manifest itself."""
-    entries, _ = _scan(folder)
+    entries, _, _ = _scan(folder)
     return sorted(path for path in entries if path != layout.MANIFEST)
 
 
@@ -60,25 +60,29 @@ def check(folder: Path, expected: dict[str, layout.FileRecord] | None = None) ->
         expected = layout.read_manifest(folder).files
     else:
         layout.require_bundle(folder)
-    entries, folders = _scan(folder)
-    if layout.MANIFEST not in expected:
-        entries.pop(layout.MANIFEST, None)
+    entries, folders, unlistable = _scan(folder)
     modified = [
         path
         for path, record in sorted(expected.items())
         if path in entries and not _matches(folder / path, entries[path], record)
     ]
+    if layout.MANIFEST not in expected:  # it vouches for the rest: it must itself be a plain 0644 file
+        manifest = entries.pop(layout.MANIFEST, None)
+        if manifest is None or not stat.S_ISREG(manifest.st_mode) or stat.S_IMODE(manifest.st_mode) != layout.FILE_MODE:
+            modified.append(layout.MANIFEST)
     needed = {""} | {parent.as_posix() for path in expected for parent in Path(path).parents if parent != Path(".")}
     empty_folders = []
     for path, mode in sorted(folders.items()):
         if path in needed:
-            if mode != layout.DIR_MODE:
+            if mode != layout.DIR_MODE or path in unlistable:
                 modified.append(path + "/")
         elif _parent(path) in needed and not any(entry.startswith(path + "/") for entry in entries):
             empty_folders.append(path + "/")  # nothing below it: no file of its own would name it
+    missing = set(expected) - set(entries)
+    missing -= {path for path in missing if any(path.startswith(folder + "/") for folder in unlistable)}
     return Report(
         modified=tuple(sorted(modified)),
-        missing=tuple(sorted(set(expected) - set(entries))),
+        missing=tuple(sorted(missing)),
         extra=tuple(sorted((set(entries) - set(expected)) | set(empty_folders))),
     )
 
@@ -96,20 +100,29 @@ def _matches(path: Path, info: os.stat_result | None, record: layout.FileRecord)
     return sha256_file(path)[0] == record.sha256
 
 
-def _scan(folder: Path) -> tuple[dict[str, os.stat_result | None], dict[str, int]]:
-    """(every entry that is not a folder -> its lstat, every folder -> its mode), by POSIX path."""
-    entries: dict[str, os.stat_result | None] = {}
+def _scan(folder: Path) -> tuple[dict[str, os.stat_result], dict[str, int], set[str]]:
+    """(every entry that is not a folder -> its lstat, every folder -> its mode, the folders
+    that cannot be listed), by POSIX path. A fresh file system's own lost+found at the top of a
+    mount point is no entry of the bundle."""
+    entries: dict[str, os.stat_result] = {}
     folders: dict[str, int] = {}
+    unlistable: set[str] = set()
     pending = [""]
     while pending:
         rel = pending.pop()
-        with os.scandir(folder / rel if rel else folder) as listing:
-            for entry in listing:
-                path = f"{rel}/{entry.name}" if rel else entry.name
-                info = entry.stat(follow_symlinks=False)
-                if stat.S_ISDIR(info.st_mode):
-                    folders[path] = stat.S_IMODE(info.st_mode)
-                    pending.append(path)
-                else:
-                    entries[path] = info
-    return entries, folders
+        try:
+            listing = list(os.scandir(folder / rel if rel else folder))
+        except PermissionError:
+            unlistable.add(rel)  # its mode is not the one bundler writes: reported as modified
+            continue
+        for entry in listing:
+            path = f"{rel}/{entry.name}" if rel else entry.name
+            info = entry.stat(follow_symlinks=False)
+            if path == in_place.FILE_SYSTEMS_OWN and stat.S_ISDIR(info.st_mode) and in_place.is_mount_point(folder):
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                folders[path] = stat.S_IMODE(info.st_mode)
+                pending.append(path)
+            else:
+                entries[path] = info
+    return entries, folders, unlistable

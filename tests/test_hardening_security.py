@@ -322,3 +322,107 @@ def test_ordinary_text_is_not_taken_for_a_secret(project, cli):
         'SHA = "' + "a" * 40 + '"\nACCOUNT = "AKIA-docs-example"\nKEY_NAME = "AccountKey"\n' + GOOD_SCRIPT,
     )
     assert save(cli).exit_code == 0
+
+
+# -- found by a second review -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "rel",
+    [
+        ".databrickscfg",
+        ".huggingface/token",
+        "kaggle.json",
+        ".streamlit/secrets.toml",
+        "config/secrets.yaml",
+        "pip.conf",
+        "infra/prod.tfvars",
+    ],
+)
+def test_ml_tool_credential_files_are_left_out(tmp_path, cli, monkeypatch, rel):
+    write(tmp_path / "src" / "score.py", GOOD_SCRIPT)
+    write(tmp_path / "src" / rel, f"token = {SECRET}\n")
+    write(tmp_path / "m.bin", "m")
+    monkeypatch.chdir(tmp_path)
+    cli("register", "m.bin", "--name", "m")
+    result = cli("save", "out", "--model", "m", "--source-dir", "src", "--entry-script", "score.py")
+    assert result.exit_code == 0 and "skipped: " in result.output
+    assert SECRET.encode() not in everything_in(tmp_path / "out")
+
+
+def test_a_google_user_credentials_json_is_a_key(tmp_path, cli, monkeypatch):
+    write(tmp_path / "src" / "score.py", GOOD_SCRIPT)
+    write(
+        tmp_path / "src" / "gcloud" / "adc.json",
+        json.dumps({"type": "authorized_user", "client_id": "x", "refresh_token": SECRET}),
+    )
+    write(tmp_path / "m.bin", "m")
+    monkeypatch.chdir(tmp_path)
+    cli("register", "m.bin", "--name", "m")
+    result = cli("save", "out", "--model", "m", "--source-dir", "src", "--entry-script", "score.py")
+    assert result.exit_code == 0 and "skipped: gcloud/adc.json" in result.output
+
+
+@pytest.mark.parametrize(
+    "name, text, what",
+    [
+        ("settings.py", 'HF = "hf_' + "aBcD" * 9 + '"\n', "a Hugging Face token"),
+        ("settings.py", 'KEY = "sk-proj-' + "A1b2" * 12 + '"\n', "an OpenAI API key"),
+        ("settings.py", 'DB = "postgresql://ml:Pa55word@db/prod"\n', "a password in a URL"),
+        ("legacy.py", b"# Andr\xe9\nT = 'ghp_" + b"a1B2" * 9 + b"'\n", "a GitHub token"),
+        ("explore.ipynb", '{"cells": [' + '"x", ' * 600_000 + '"ghp_' + "a1B2" * 9 + '"]}\n', "a GitHub token"),
+    ],
+    ids=["hf", "openai", "db-url", "latin-1", "large-notebook"],
+)
+def test_more_secrets_in_source_files_refuse_the_save(tmp_path, cli, monkeypatch, name, text, what):
+    write(tmp_path / "src" / "score.py", GOOD_SCRIPT)
+    write(tmp_path / "src" / name, text)
+    write(tmp_path / "m.bin", "m")
+    monkeypatch.chdir(tmp_path)
+    cli("register", "m.bin", "--name", "m")
+    result = cli("save", "out", "--model", "m", "--source-dir", "src", "--entry-script", "score.py")
+    assert result.exit_code == 2 and f"{name}:" in result.output and what in result.output
+
+
+def test_a_secret_in_the_dockerfile_template_refuses_the_save(project, cli):
+    write(
+        project / "t.jinja",
+        '{% extends "Dockerfile.jinja" %}\n{% block extra_setup %}\n'
+        'ENV GITHUB_TOKEN="ghp_' + "a1B2" * 9 + '"\n{% endblock %}\n',
+    )
+    write(project / "bundler.toml", '[dockerfile]\ntemplate = "t.jinja"\n')
+    result = save(cli)
+    assert result.exit_code == 2 and "t.jinja:3: a GitHub token" in result.output
+
+
+def test_placeholders_in_urls_are_not_secrets(project, cli):
+    write(
+        project / "score.py",
+        'DB = "postgresql://user:password@localhost/db"\nU = f"https://{user}:{pw}@h"\n' + GOOD_SCRIPT,
+    )
+    assert save(cli).exit_code == 0
+
+
+def test_a_parent_anyone_can_rename_in_cannot_redirect_what_save_writes(project, cli, monkeypatch, tmp_path_factory):
+    """Whoever renames the staging folder mid-save and puts a link in its place must not make
+    save write or chmod anything through that link: files are made relative to the folder's
+    descriptor, not its name."""
+    import bundler.fill as fill
+
+    victim = tmp_path_factory.mktemp("victim")
+    precious = write(victim / "azureml-app" / "score.py", "theirs")
+    os.chmod(precious, 0o600)
+    real, done = fill._write_entry, []
+
+    def swapped_midway(folders, entry):
+        if not done:
+            staging = next(p for p in project.iterdir() if p.name.startswith(emit.staging_prefix(project / "out")))
+            os.rename(staging, project / "moved-away")
+            os.symlink(victim, staging)
+            done.append(staging)
+        return real(folders, entry)
+
+    monkeypatch.setattr(fill, "_write_entry", swapped_midway)
+    save(cli)
+    assert precious.read_text() == "theirs" and stat.S_IMODE(precious.stat().st_mode) == 0o600
+    assert (project / "moved-away" / "azureml-app" / "score.py").read_text() == GOOD_SCRIPT  # written where it was

@@ -81,10 +81,10 @@ def test_remote_editables_and_urls_are_fine():
 @pytest.mark.parametrize(
     "line, shown",
     [
-        ("--index-url https://me:hunter2@pypi.example/simple", "me:****@"),
-        ("--extra-index-url=https://me:hunter2@pypi.example/simple", "me:****@"),
+        ("--index-url https://me:hunter2@pypi.example/simple", "****:****@"),
+        ("--extra-index-url=https://me:hunter2@pypi.example/simple", "****:****@"),
         ("pkg @ https://ghp_tokenhunter2@github.com/x/pkg.whl", "****@"),
-        ("-i https://${USER}:hunter2@pypi.example/simple", "${USER}:****@"),
+        ("-i https://${USER}:hunter2@pypi.example/simple", "****:****@"),
         # a token as the user name with an empty password, and tokens or signatures in the query
         ("--index-url https://hunter2:@pypi.example/simple", "****@"),
         ("pkg @ https://files.example/pkg.whl?access_token=hunter2", "access_token=****"),
@@ -94,12 +94,16 @@ def test_remote_editables_and_urls_are_fine():
         ),
         ("pkg @ https://a.blob.core.windows.net/c/p.whl?sv=2022-11-02&se=2030&sig=hunter2%3D", "sig=****"),
         ("-f https://host/wheels/?token=hunter2", "token=****"),
+        ("p @ git+https://ghp_R3alT0kenR3alT0kenR3alT0kenR3alT0ken12:x-oauth-basic@github.com/o/p.git", "****:****@"),
+        ("p @ https://files.example/p.whl?a=1;token=hunter2", "token=****"),
+        ("p @ https://files.example/p.whl#token=hunter2", "token=****"),
+        ("p @ https://files.example/p.whl?code=hunter2hunter2hunter2X9", "code=****"),
     ],
 )
 def test_credentials_in_a_url_are_refused_and_never_repeated(line, shown):
     (problem,) = parse(line + "\n").problems
     assert f"a URL holds a credential ({shown})" in problem[1]
-    assert "hunter2" not in problem[1]
+    assert "hunter2" not in problem[1] and "R3alT0ken" not in problem[1]
 
 
 @pytest.mark.parametrize(
@@ -112,7 +116,7 @@ def test_credentials_in_a_url_are_refused_and_never_repeated(line, shown):
 def test_credentials_in_a_comment_are_refused_too(text, line):
     # The file ships verbatim, so a comment would carry them into the bundle.
     (problem,) = parse(text).problems
-    assert problem[0] == line and "a comment holds a URL with a credential (me:****@)" in problem[1]
+    assert problem[0] == line and "a comment holds a URL with a credential (****:****@)" in problem[1]
     assert "hunter2" not in problem[1]
 
 
@@ -137,6 +141,9 @@ def test_an_ssh_user_name_is_not_a_credential(text):
         "pkg @ git+ssh://git@github.com/x/pkg.git",
         "pkg @ https://files.example/pkg-1.0.tar.gz?version=1&format=tar#sha256=abc",
         "--extra-index-url https://pypi.example/simple?keyword=ml",
+        "lib @ git+https://myorg@dev.azure.com/myorg/proj/_git/lib#egg=lib",  # Azure DevOps' own clone URL
+        "pkg @ https://files.example/pkg.whl?code=release",
+        "# see https://login.example/authorize?client_id=abc&code=xyz",
     ],
 )
 def test_urls_without_a_literal_credential_pass(line):

@@ -80,21 +80,21 @@ def test_empty_folder_is_used(project, cli):
 
 
 def test_disk_full_mid_save_leaves_the_old_bundle(project, cli, monkeypatch):
-    import bundler.emit as emit
+    import bundler.fill as fill
 
     save(cli)
     before = snapshot(project / "out")
     (project / "score.py").write_text("def init():\n    pass\ndef run(raw):\n    return 3\n")
     calls = {"n": 0}
-    real = emit._write_file
+    real = fill._write_bytes
 
-    def failing(path, data, mode):
+    def failing(folder, name, data, mode):
         calls["n"] += 1
         if calls["n"] == 3:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real(path, data, mode)
+        return real(folder, name, data, mode)
 
-    monkeypatch.setattr(emit, "_write_file", failing)
+    monkeypatch.setattr(fill, "_write_bytes", failing)
     result = save(cli)
     assert result.exit_code == 1
     assert result.output.strip() == (
@@ -104,18 +104,18 @@ def test_disk_full_mid_save_leaves_the_old_bundle(project, cli, monkeypatch):
 
 
 def test_permission_error_mid_copy_is_one_line(project, cli, monkeypatch):
-    import bundler.emit as emit
+    import bundler.fill as fill
 
     save(cli)
     before = snapshot(project / "out")
-    real = emit._write_entry
+    real = fill._write_entry
 
-    def denied(root, entry):
+    def denied(folders, entry):
         if entry.path.startswith("azureml-models/"):
             raise PermissionError(errno.EACCES, "Permission denied", str(entry.content.path))
-        return real(root, entry)
+        return real(folders, entry)
 
-    monkeypatch.setattr(emit, "_write_entry", denied)
+    monkeypatch.setattr(fill, "_write_entry", denied)
     result = save(cli)
     assert result.exit_code == 1 and "Permission denied; nothing was changed" in result.output
     assert len(result.output.strip().splitlines()) == 1
@@ -123,14 +123,14 @@ def test_permission_error_mid_copy_is_one_line(project, cli, monkeypatch):
 
 
 def test_an_unreadable_source_file_is_named(project, cli, monkeypatch):
-    import bundler.emit as emit
+    import bundler.fill as fill
 
     def denied(path, *args, **kwargs):
         if str(path).endswith("score.py"):
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
         return open(path, *args, **kwargs)
 
-    monkeypatch.setattr(emit, "open", denied, raising=False)
+    monkeypatch.setattr(fill, "open", denied, raising=False)
     result = save(cli)
     assert result.exit_code == 1
     assert result.output.strip() == (
