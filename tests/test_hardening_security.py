@@ -37,6 +37,17 @@ def save(cli, *extra, out="out"):
     return cli("save", out, "--model", "m", "--entry-script", "score.py", *extra)
 
 
+def save_sources(folder: Path, cli, monkeypatch, files: dict, *extra):
+    """Save `folder/src` (score.py plus `files`) with model m, from `folder`."""
+    write(folder / "src" / "score.py", GOOD_SCRIPT)
+    for rel, text in files.items():
+        write(folder / "src" / rel, text)
+    write(folder / "m.bin", "m")
+    monkeypatch.chdir(folder)
+    assert cli("register", "m.bin", "--name", "m").exit_code == 0
+    return cli("save", "out", "--model", "m", "--source-dir", "src", "--entry-script", "score.py", *extra)
+
+
 # -- 1. cleanup follows no link --------------------------------------------------------------
 
 
@@ -190,30 +201,17 @@ def test_registering_a_folder_holding_the_registry_leaves_it_out(tmp_path, cli):
 # -- 4. credential files, keys by content, secrets in shipping text -------------------------
 
 
+# fmt: off
 @pytest.mark.parametrize(
     "rel",
-    [
-        "kubeconfig",
-        ".kube/config",
-        ".envrc",
-        "prod.env",
-        ".pgpass",
-        ".s3cfg",
-        ".vault-token",
-        "_netrc",
-        "keys/me.ppk",
-        "java/app.jks",
-        "tls/server.keystore",
-    ],
+    ["kubeconfig", ".kube/config", ".envrc", "prod.env", ".pgpass", ".s3cfg", ".vault-token", "_netrc", "keys/me.ppk",
+     "java/app.jks", "tls/server.keystore", ".databrickscfg", ".huggingface/token", "kaggle.json",
+     ".streamlit/secrets.toml", "config/secrets.yaml", "pip.conf", "infra/prod.tfvars"],
 )
+# fmt: on
 def test_more_credential_files_are_left_out_and_named(tmp_path, cli, monkeypatch, rel):
-    write(tmp_path / "src" / "score.py", GOOD_SCRIPT)
-    write(tmp_path / "src" / rel, f"secret={SECRET}\n")
-    write(tmp_path / "m.bin", "m")
-    monkeypatch.chdir(tmp_path)
-    assert cli("register", "m.bin", "--name", "m").exit_code == 0
-    result = cli("save", "out", "--model", "m", "--source-dir", "src", "--entry-script", "score.py")
-    reported = rel.split("/")[0] + "/" if rel.startswith(".kube/") else rel  # a secret folder is named once
+    result = save_sources(tmp_path, cli, monkeypatch, {rel: f"secret={SECRET}\n"})
+    reported = rel.split("/")[0] + "/" if rel.startswith((".kube/", ".huggingface/")) else rel  # a folder, once
     assert result.exit_code == 0 and f"skipped: {reported} " in result.output
     assert SECRET.encode() not in everything_in(tmp_path / "out")
 
@@ -232,13 +230,7 @@ def test_more_credential_files_are_left_out_and_named(tmp_path, cli, monkeypatch
     ],
 )
 def test_keys_are_found_by_content_whatever_their_name(tmp_path, cli, monkeypatch, rel, text):
-    write(tmp_path / "src" / "score.py", GOOD_SCRIPT)
-    write(tmp_path / "src" / rel, text)
-    write(tmp_path / "src" / "settings" / "plain.json", '{"type": "config"}')
-    write(tmp_path / "m.bin", "m")
-    monkeypatch.chdir(tmp_path)
-    cli("register", "m.bin", "--name", "m")
-    result = cli("save", "out", "--model", "m", "--source-dir", "src", "--entry-script", "score.py")
+    result = save_sources(tmp_path, cli, monkeypatch, {rel: text, "settings/plain.json": '{"type": "config"}'})
     assert result.exit_code == 0 and f"skipped: {rel}" in result.output
     assert not (tmp_path / "out" / "azureml-app" / rel).exists()
     assert (tmp_path / "out" / "azureml-app" / "settings" / "plain.json").exists()
@@ -267,27 +259,11 @@ def test_a_secret_written_in_the_entry_script_refuses_the_save_with_file_and_lin
 
 
 def test_a_secret_in_a_source_file_or_a_requirements_comment_refuses_too(tmp_path, cli, monkeypatch):
-    write(tmp_path / "src" / "score.py", GOOD_SCRIPT)
-    write(tmp_path / "src" / "lib" / "client.py", "\n\n" + IN_TEXT[0][1])
-    write(tmp_path / "m.bin", "m")
-    monkeypatch.chdir(tmp_path)
-    cli("register", "m.bin", "--name", "m")
-    result = cli("save", "out", "--model", "m", "--source-dir", "src", "--entry-script", "score.py")
+    result = save_sources(tmp_path, cli, monkeypatch, {"lib/client.py": "\n\n" + IN_TEXT[0][1]})
     assert result.exit_code == 2 and "client.py:3: a GitHub token" in result.output
     write(tmp_path / "requirements.txt", "# token: " + IN_TEXT[0][1])
-    (tmp_path / "src" / "lib" / "client.py").write_text("X = 1\n")
-    result = cli(
-        "save",
-        "out",
-        "--model",
-        "m",
-        "--source-dir",
-        "src",
-        "--entry-script",
-        "score.py",
-        "--requirements",
-        "requirements.txt",
-    )
+    clean = {"lib/client.py": "X = 1\n"}
+    result = save_sources(tmp_path, cli, monkeypatch, clean, "--requirements", "requirements.txt")
     assert result.exit_code == 2 and "requirements.txt:1: a GitHub token" in result.output
 
 
@@ -327,39 +303,9 @@ def test_ordinary_text_is_not_taken_for_a_secret(project, cli):
 # -- found by a second review -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "rel",
-    [
-        ".databrickscfg",
-        ".huggingface/token",
-        "kaggle.json",
-        ".streamlit/secrets.toml",
-        "config/secrets.yaml",
-        "pip.conf",
-        "infra/prod.tfvars",
-    ],
-)
-def test_ml_tool_credential_files_are_left_out(tmp_path, cli, monkeypatch, rel):
-    write(tmp_path / "src" / "score.py", GOOD_SCRIPT)
-    write(tmp_path / "src" / rel, f"token = {SECRET}\n")
-    write(tmp_path / "m.bin", "m")
-    monkeypatch.chdir(tmp_path)
-    cli("register", "m.bin", "--name", "m")
-    result = cli("save", "out", "--model", "m", "--source-dir", "src", "--entry-script", "score.py")
-    assert result.exit_code == 0 and "skipped: " in result.output
-    assert SECRET.encode() not in everything_in(tmp_path / "out")
-
-
 def test_a_google_user_credentials_json_is_a_key(tmp_path, cli, monkeypatch):
-    write(tmp_path / "src" / "score.py", GOOD_SCRIPT)
-    write(
-        tmp_path / "src" / "gcloud" / "adc.json",
-        json.dumps({"type": "authorized_user", "client_id": "x", "refresh_token": SECRET}),
-    )
-    write(tmp_path / "m.bin", "m")
-    monkeypatch.chdir(tmp_path)
-    cli("register", "m.bin", "--name", "m")
-    result = cli("save", "out", "--model", "m", "--source-dir", "src", "--entry-script", "score.py")
+    adc = json.dumps({"type": "authorized_user", "client_id": "x", "refresh_token": SECRET})
+    result = save_sources(tmp_path, cli, monkeypatch, {"gcloud/adc.json": adc})
     assert result.exit_code == 0 and "skipped: gcloud/adc.json" in result.output
 
 
@@ -375,12 +321,7 @@ def test_a_google_user_credentials_json_is_a_key(tmp_path, cli, monkeypatch):
     ids=["hf", "openai", "db-url", "latin-1", "large-notebook"],
 )
 def test_more_secrets_in_source_files_refuse_the_save(tmp_path, cli, monkeypatch, name, text, what):
-    write(tmp_path / "src" / "score.py", GOOD_SCRIPT)
-    write(tmp_path / "src" / name, text)
-    write(tmp_path / "m.bin", "m")
-    monkeypatch.chdir(tmp_path)
-    cli("register", "m.bin", "--name", "m")
-    result = cli("save", "out", "--model", "m", "--source-dir", "src", "--entry-script", "score.py")
+    result = save_sources(tmp_path, cli, monkeypatch, {name: text})
     assert result.exit_code == 2 and f"{name}:" in result.output and what in result.output
 
 
