@@ -202,26 +202,30 @@ def models_show(ref: str, home: Path | None) -> None:
         click.echo(f"{f.sha256}  {f.size:>12}  {shown(f.path)}")
 
 
+# Each input option's parameter, and the Flags field it fills.
+_INPUT_FIELDS = {
+    "models_": "models",
+    "entry_script": "entry_script",
+    "source_dir": "source_directory",
+    "requirements": "requirements",
+    "conda_file": "conda_file",
+    "conda_builder": "conda_builder",
+    "base_image": "base_image",
+    "config_path": "config",
+    "vendor": "vendor",
+    "allow_secrets": "allow_secrets",
+}
+
+
 def input_options(func):
     """The inputs of a bundle, shared by `save`, `diff` and `verify --against-inputs`; the
     command receives them as one `flags` value (and the registry as `home`)."""
 
     @functools.wraps(func)
-    def with_flags(
-        *args, models_, entry_script, source_dir, requirements, base_image, config_path, vendor, allow_secrets, **kwargs
-    ):
+    def with_flags(*args, **kwargs):
         from bundler.config import Flags
 
-        flags = Flags(
-            config=config_path,
-            models=models_,
-            entry_script=entry_script,
-            source_directory=source_dir,
-            requirements=requirements,
-            base_image=base_image,
-            vendor=vendor,
-            allow_secrets=allow_secrets,
-        )
+        flags = Flags(**{field: kwargs.pop(name) for name, field in _INPUT_FIELDS.items()})
         return func(*args, flags=flags, **kwargs)
 
     options = [
@@ -235,6 +239,12 @@ def input_options(func):
         click.option("--entry-script", help="The init()/run() script (relative to --source-dir when given)."),
         click.option("--source-dir", help="Folder whose files ship next to the entry script."),
         click.option("--requirements", help="pip requirements file for the image."),
+        click.option("--conda-file", help="conda environment file for the image (instead of --requirements)."),
+        click.option(
+            "--conda-builder",
+            type=click.Choice(["auto", "pip", "conda"]),
+            help="What installs the conda file: pip into a venv, or conda (micromamba); default auto.",
+        ),
         click.option("--base-image", help="Base image, e.g. python:3.11-slim."),
         click.option(
             "--config",
@@ -245,7 +255,7 @@ def input_options(func):
         click.option(
             "--vendor/--no-vendor",
             default=None,
-            help="Download the image's wheels into the bundle, so docker build needs no network.",
+            help="Download the image's packages into the bundle, so docker build needs no network.",
         ),
         click.option(
             "--allow-secret",
@@ -273,6 +283,8 @@ def save(outdir: Path, flags, home: Path | None, force: bool) -> None:
     image, plan = result.plan.image, result.plan
     click.echo(f"models: {', '.join(image.model_refs) or 'none (AZUREML_MODEL_DIR is an empty folder)'}")
     click.echo(f"engine: {image.engine} ({image.engine_reason})")
+    if plan.manifest.conda_file:
+        click.echo(f"environment: {image.environment.kind} builder ({image.environment.reason})")
     for skipped in plan.skipped_secrets:
         click.echo(f"skipped: {shown(skipped)} (looks like a secret; not copied into the bundle)")
     for skipped in plan.skipped_registries:

@@ -23,6 +23,7 @@ from bundler.layout import ServerSettings
 from bundler.registry import ModelRef, parse_ref
 
 ENGINES = ("auto", "bundler", "azureml")
+CONDA_BUILDERS = ("auto", "pip", "conda")
 PLATFORMS = ("linux/amd64", "linux/arm64")
 DOCKER_HUB = "docker.io"
 
@@ -57,8 +58,11 @@ class Config:
     entry_script: Path
     source_directory: Path | None = None
     requirements: Path | None = None
+    conda_file: Path | None = None
+    conda_builder: str = "auto"  # which builder installs a conda file: "pip" (a venv), "conda", or chosen
     python: str = "3.11"
-    base_image: str = "python:3.11-slim"
+    python_given: bool = False  # [environment] python was written (a conda file's python must agree)
+    base_image: str | None = "python:3.11-slim"  # None: the builder's default (a conda file decides it)
     server: ServerSettings = field(default_factory=ServerSettings)
     engine: str = "auto"  # as asked for; the plan decides which one runs
     registry: RegistryLogin | None = None
@@ -77,6 +81,8 @@ class Flags:
     entry_script: str | None = None
     source_directory: str | None = None
     requirements: str | None = None
+    conda_file: str | None = None
+    conda_builder: str | None = None
     base_image: str | None = None
     vendor: bool | None = None
     allow_secrets: tuple[str, ...] = ()
@@ -90,15 +96,18 @@ def load(flags: Flags, cwd: Path) -> Config:
     server, engine = _server(document)
     registry = _registry(document)
     template = document.setting("dockerfile", "template")
-    _check_files(entry, source_dir, environment.requirements, template)
+    _check_files(entry, source_dir, environment.requirements, environment.conda_file, template)
     _check_rules(environment, registry, document)
     return Config(
         models=_models(flags, document),
         entry_script=entry.path,
         source_directory=source_dir.path if source_dir else None,
         requirements=environment.requirements.path if environment.requirements else None,
+        conda_file=environment.conda_file.path if environment.conda_file else None,
+        conda_builder=environment.conda_builder.value,
         python=environment.python.value,
-        base_image=environment.base_image.value,
+        python_given=environment.python_given,
+        base_image=environment.base_image.value if environment.base_image else None,
         server=server,
         engine=engine,
         registry=registry,
@@ -159,27 +168,35 @@ def _inference(flags: Flags, document: Document, cwd: Path) -> tuple[Setting, Se
 @dataclass(frozen=True)
 class _EnvironmentTable:
     requirements: Setting | None
+    conda_file: Setting | None
+    conda_builder: Setting
     python: Setting
-    base_image: Setting
+    python_given: bool
+    base_image: Setting | None  # None: the conda builders choose their own default
     vendor: bool
     platform: str
 
 
 def _environment(flags: Flags, document: Document, cwd: Path) -> _EnvironmentTable:
     requirements = _chosen(flags.requirements, "--requirements", cwd, document, "environment", "requirements")
-    conda_file = document.setting("environment", "conda_file")
-    if conda_file is not None:  # the key keeps its place for the conda builder to come
+    conda_file = _chosen(flags.conda_file, "--conda-file", cwd, document, "environment", "conda_file")
+    if requirements is not None and conda_file is not None:
         raise ConfigError(
-            f"{conda_file.where}: conda environments are not supported yet; "
-            "list pip packages in a requirements file and set requirements instead"
+            f"{conda_file.where}: give a requirements file or a conda file, not both "
+            "(a conda file's pip: list takes requirements, -r files included)"
         )
-    python = document.setting("environment", "python") or Setting("3.11", "[environment] python", cwd)
+    conda_builder = _chosen(flags.conda_builder, "--conda-builder", cwd, document, "environment", "conda_builder")
+    conda_builder = conda_builder or Setting("auto", "[environment] conda_builder", cwd)
+    if conda_builder.value not in CONDA_BUILDERS:
+        raise ConfigError(f"{conda_builder.where}: conda_builder must be one of {', '.join(CONDA_BUILDERS)}")
+    given = document.setting("environment", "python")
+    python = given or Setting("3.11", "[environment] python", cwd)
     if not re.fullmatch(r"3\.[0-9]{1,2}", python.value):
         raise ConfigError(f'{python.where}: python must look like "3.11", not {python.value!r}')
-    base_image = _chosen(flags.base_image, "--base-image", cwd, document, "environment", "base_image") or Setting(
-        f"python:{python.value}-slim", document.where("environment", "base_image"), cwd
-    )
-    if not IMAGE_PATTERN.fullmatch(base_image.value):
+    base_image = _chosen(flags.base_image, "--base-image", cwd, document, "environment", "base_image")
+    if base_image is None and conda_file is None:
+        base_image = Setting(f"python:{python.value}-slim", document.where("environment", "base_image"), cwd)
+    if base_image is not None and not IMAGE_PATTERN.fullmatch(base_image.value):
         shown = re.sub(r"^[^/@:]+:[^/@]+@", "****@", base_image.value)  # never repeat a password
         raise ConfigError(
             f"{base_image.where}: {shown!r} is not an image reference; use e.g. python:3.11-slim "
@@ -190,7 +207,14 @@ def _environment(flags: Flags, document: Document, cwd: Path) -> _EnvironmentTab
     if platform is not None and platform.value not in PLATFORMS:
         raise ConfigError(f"{platform.where}: platform must be one of {', '.join(PLATFORMS)}")
     return _EnvironmentTable(
-        requirements, python, base_image, bool(vendor and vendor.value), platform.value if platform else PLATFORMS[0]
+        requirements,
+        conda_file,
+        conda_builder,
+        python,
+        given is not None,
+        base_image,
+        bool(vendor and vendor.value),
+        platform.value if platform else PLATFORMS[0],
     )
 
 
@@ -241,7 +265,11 @@ def _registry(document: Document) -> RegistryLogin | None:
 
 
 def _check_files(
-    entry: Setting, source_dir: Setting | None, requirements: Setting | None, template: Setting | None
+    entry: Setting,
+    source_dir: Setting | None,
+    requirements: Setting | None,
+    conda_file: Setting | None,
+    template: Setting | None,
 ) -> None:
     """Every file the config names exists and is the kind of file it must be."""
     if source_dir is not None and not source_dir.path.is_dir():
@@ -261,25 +289,28 @@ def _check_files(
         raise ConfigError(f"{entry.where}: entry script {script} must be inside the source directory {source_dir.path}")
     if requirements is not None and not requirements.path.is_file():
         raise ConfigError(f"{requirements.where}: requirements file {requirements.path} not found")
+    if conda_file is not None and not conda_file.path.is_file():
+        raise ConfigError(f"{conda_file.where}: conda file {conda_file.path} not found")
     if template is not None and not template.path.is_file():
         raise ConfigError(f"{template.where}: Dockerfile template {template.path} not found")
 
 
 def _check_rules(environment: _EnvironmentTable, registry: RegistryLogin | None, document: Document) -> None:
     """Rules that span tables."""
-    base_image, python, vendor = environment.base_image, environment.python, environment.vendor
-    image_python = re.search(r"(?:^|/)python:(3\.[0-9]{1,2})(?:[-.@]|$)", base_image.value)
-    if vendor and image_python and image_python.group(1) != python.value:
+    base_image, python = environment.base_image, environment.python
+    image = base_image.value if base_image else None  # None: a conda builder's default, from Docker Hub
+    image_python = re.search(r"(?:^|/)python:(3\.[0-9]{1,2})(?:[-.@]|$)", image or "")
+    if environment.vendor and image_python and image_python.group(1) != python.value and not environment.conda_file:
         # Vendored wheels are built for one Python; the official images say theirs in the tag.
         raise ConfigError(
-            f"{base_image.where}: {base_image.value} runs Python {image_python.group(1)}, but the wheels would be "
+            f"{base_image.where}: {image} runs Python {image_python.group(1)}, but the wheels would be "
             f'vendored for Python {python.value}; set [environment] python = "{image_python.group(1)}" so they match'
         )
-    address = registry_of(base_image.value)
+    address = registry_of(image) if image else DOCKER_HUB
     if registry is not None and registry.address != address:
         raise ConfigError(
             f"{document.where('registry', 'address')}: {registry.address!r} is not where the base image "
-            f'{base_image.value!r} comes from ({address}); set address = "{address}" or change base_image'
+            f'{image or "(the default)"!r} comes from ({address}); set address = "{address}" or change base_image'
         )
 
 

@@ -30,6 +30,7 @@ SCHEMA: dict[str, dict[str, type]] = {
     "environment": {
         "requirements": str,
         "conda_file": str,
+        "conda_builder": str,
         "python": str,
         "base_image": str,
         "vendor": bool,

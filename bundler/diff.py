@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bundler import layout, render, verify
 from bundler.digest import sha256_file
-from bundler.plan import FileEntry, Generated, RegistryBlob
+from bundler.entries import FileEntry, Generated, RegistryBlob
 
 TEXT_LIMIT = 1 << 20  # larger files are compared by digest only
 

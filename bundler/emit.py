@@ -20,9 +20,9 @@ import tempfile
 from pathlib import Path
 
 from bundler import in_place, layout, leftovers, verify
+from bundler.entries import FileEntry
 from bundler.errors import OutputError
 from bundler.fill import fill
-from bundler.plan import FileEntry
 
 TMP_PREFIX = ".bundler-tmp-"
 

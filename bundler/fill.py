@@ -13,9 +13,9 @@ import os
 
 from bundler import layout
 from bundler.digest import copy_hashing
+from bundler.entries import FileEntry, Generated, RegistryBlob
 from bundler.errors import OutputError, RegistryError
 from bundler.layout import FileRecord
-from bundler.plan import FileEntry, Generated, RegistryBlob
 
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -215,6 +215,8 @@ class Manifest:
     server: ServerSettings
     vendor: bool
     files: dict[str, FileRecord] = field(default_factory=dict)
+    conda_file: str | None = None  # the conda file the environment comes from, when there is one
+    builder: str = "pip"  # what installs the environment: pip (a venv) or conda (micromamba)
 
     @property
     def model_keys(self) -> tuple[tuple[str, int], ...]:
@@ -246,6 +248,8 @@ class Manifest:
                         "max_request_bytes": self.server.max_request_bytes,
                     },
                     "vendor": self.vendor,
+                    # Only when a conda file was given: pip bundles read as they always did.
+                    **({"conda_file": self.conda_file, "builder": self.builder} if self.conda_file else {}),
                 },
                 "files": {
                     path: {"mode": f"{r.mode:04o}", "size": r.size, "sha256": r.sha256}
@@ -282,6 +286,8 @@ class Manifest:
             ),
             vendor=bool(inputs.get("vendor", False)),
             files=files,
+            conda_file=_environment_file(inputs["conda_file"]) if "conda_file" in inputs else None,
+            builder=_text(inputs.get("builder", "pip"), "inputs.builder"),
         )
 
 
@@ -363,7 +369,11 @@ def _model_record(value) -> ModelRecord:
 
 def _requirements_file(value) -> str:
     """The requirements file the image installs; it must stay inside environment/."""
-    path = PurePosixPath(_text(value, "inputs.requirements_file"))
+    return _environment_file(value, "inputs.requirements_file")
+
+
+def _environment_file(value, what: str = "inputs.conda_file") -> str:
+    path = PurePosixPath(_text(value, what))
     if path.parts[:1] != (ENVIRONMENT_DIR,) or ".." in path.parts or len(path.parts) < 2:
-        raise ValueError(f"inputs.requirements_file {str(path)!r} is not a file under {ENVIRONMENT_DIR}/")
+        raise ValueError(f"{what} {str(path)!r} is not a file under {ENVIRONMENT_DIR}/")
     return str(path)

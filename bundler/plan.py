@@ -14,47 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from bundler import __version__, imports, layout
+from bundler.conda import CondaFiles
 from bundler.config import DOCKER_HUB, Config, registry_of
+from bundler.entries import Copied, FileEntry, Generated, RegistryBlob
 from bundler.entry_script import EntryScriptInfo
-from bundler.environment import EnvironmentBuild, pip_build, server_requirements
+from bundler.environment import EnvironmentBuild, EnvironmentPlan, plan_environment, server_requirements
 from bundler.errors import ConfigError, EntryScriptError, SourceError
 from bundler.layout import ModelRecord
 from bundler.registry import ModelVersion
 from bundler.requirements import RequirementFiles
 from bundler.sources import SourceSelection
-
-# -- where a file's bytes come from ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Generated:
-    """Bytes bundler made (a rendered template, a manifest, a derived requirements file)."""
-
-    data: bytes
-
-
-@dataclass(frozen=True)
-class Copied:
-    """A file of the user's (entry script, source, requirements) or of bundler's runtime, copied as it is."""
-
-    path: Path
-
-
-@dataclass(frozen=True)
-class RegistryBlob:
-    """A registered model file: its sha256 and size are known; the sha256 is checked while it is copied."""
-
-    path: Path
-    sha256: str
-    size: int
-
-
-@dataclass(frozen=True)
-class FileEntry:
-    path: str  # POSIX, relative to the bundle
-    mode: int
-    content: Generated | Copied | RegistryBlob
-
 
 # -- inputs ------------------------------------------------------------------------------
 
@@ -82,6 +51,7 @@ class Inputs:
     requirements: RequirementFiles | None
     runtime: RuntimeFiles
     user_template: str | None = None  # the text of [dockerfile] template
+    conda: CondaFiles | None = None  # a conda file instead of requirements
 
 
 # -- the plan ------------------------------------------------------------------------------
@@ -90,13 +60,20 @@ class Inputs:
 @dataclass(frozen=True)
 class RegistrySpec:
     address: str
-    image: str
+    images: tuple[str, ...]  # what the Dockerfile pulls from it
     username: str | None
     password_env: str | None
 
     @property
     def docker_hub(self) -> bool:
         return self.address == DOCKER_HUB
+
+    @property
+    def described(self) -> str:
+        """'The base image `x` comes', or 'The images `a` and `b` come', for the bundle's README."""
+        if len(self.images) == 1:
+            return f"The base image `{self.images[0]}` comes"
+        return f"The images {' and '.join(f'`{image}`' for image in self.images)} come"
 
 
 @dataclass(frozen=True)
@@ -150,54 +127,52 @@ def make(inputs: Inputs) -> Plan:
     engine, reason = choose_engine(config, inputs.entry)
     models = tuple(_model_record(m.version) for m in inputs.models)
     entry_rel = _entry_relative(config)
-    user_requirements = tuple(r.name for r in inputs.requirements.requirements) if inputs.requirements else ()
+    environment = plan_environment(config, inputs.requirements, inputs.conda)
+    user_requirements = environment.requirement_names
     server = server_requirements(
         inputs.runtime.requirements, engine, inputs.entry.uses_inference_schema, user_requirements
     )
     files = _model_files(inputs.models) + _app_files(inputs, entry_rel) + _runtime_files(inputs.runtime, server.text)
-    requirements_files, requirements_file = _requirements_files(inputs.requirements)
-    files += requirements_files
+    files += environment.files
     _check_unique(files)
-
-    hashed = inputs.requirements is not None and inputs.requirements.hashed
-    environment = pip_build(requirements_file, hashed, config.vendor, config.python, config.platform)
     keys = tuple((m.name, m.version) for m in models)
     default_tag = layout.default_tag(tuple(m.name for m in models), entry_rel)
     image = ImageSpec(
         generator_version=__version__,
         subject=", ".join(m.ref for m in models) or f"{entry_rel} (no model)",
-        base_image=config.base_image,
+        base_image=environment.base_image,
         engine=engine,
         engine_reason=reason,
         models=models,
         entry_script=entry_rel,
         port=config.server.port,
-        environment=environment,
+        environment=environment.build,
         env=layout.image_variables(entry_rel, keys, config.server, engine),
         labels=_labels(models, default_tag),
         command=layout.server_command(engine),
         healthcheck=layout.HEALTHCHECK,
-        registries=(_registry(config),),
+        registries=_registries(config, environment),
         default_tag=default_tag,
     )
     manifest = layout.Manifest(
         generator_version=__version__,
         models=models,
         entry_script=entry_rel,
-        requirements_file=requirements_file,
+        requirements_file=environment.requirements_file,
         engine=engine,
-        base_image=config.base_image,
+        base_image=environment.base_image,
         server=config.server,
         vendor=config.vendor,
+        conda_file=environment.conda_file,
+        builder=environment.build.kind,
     )
-    unpinned = inputs.requirements.unpinned if inputs.requirements is not None and not config.vendor else ()
     return Plan(
         image=image,
         files=tuple(sorted(files, key=lambda e: e.path)),
         manifest=manifest,
         user_template=inputs.user_template,
         skipped_secrets=inputs.sources.skipped_secrets if inputs.sources else (),
-        unpinned=unpinned,
+        unpinned=environment.unpinned,
         skipped_registries=inputs.sources.skipped_registries if inputs.sources else (),
         added_requirements=server.added,
         unprovided_imports=imports.unprovided(
@@ -280,25 +255,6 @@ def _own_modules(inputs: Inputs, entry_rel: str) -> frozenset[str]:
     return frozenset(names)
 
 
-def _requirements_files(requirements: RequirementFiles | None) -> tuple[tuple[FileEntry, ...], str]:
-    """The user's requirement files under environment/, and the one the image installs.
-
-    The top file becomes environment/requirements.txt, unless it includes a file of that
-    name (prod.txt: -r requirements.txt); then it keeps its own. The files it includes keep
-    their paths relative to it, so its -r / -c lines resolve in the image.
-    """
-    if requirements is None:
-        empty = Generated(b"# No requirements were given to bundler save.\n")
-        return (FileEntry(layout.DEFAULT_REQUIREMENTS, layout.FILE_MODE, empty),), layout.DEFAULT_REQUIREMENTS
-    (top_name, top), *included = requirements.files
-    top_path = layout.DEFAULT_REQUIREMENTS
-    if any(rel == PurePosixPath(layout.DEFAULT_REQUIREMENTS).name for rel, _ in included):
-        top_path = f"{layout.ENVIRONMENT_DIR}/{top_name}"
-    entries = [FileEntry(top_path, layout.FILE_MODE, Copied(top))]
-    entries += [FileEntry(f"{layout.ENVIRONMENT_DIR}/{rel}", layout.FILE_MODE, Copied(path)) for rel, path in included]
-    return tuple(entries), top_path
-
-
 def _labels(models: tuple[ModelRecord, ...], default_tag: str) -> tuple[tuple[str, str], ...]:
     refs = ",".join(m.ref for m in models)
     if not models:
@@ -318,11 +274,28 @@ def _labels(models: tuple[ModelRecord, ...], default_tag: str) -> tuple[tuple[st
     return tuple(labels)
 
 
-def _registry(config: Config) -> RegistrySpec:
+def _registries(config: Config, environment: EnvironmentPlan) -> tuple[RegistrySpec, ...]:
+    """Each registry the Dockerfile pulls from, with its images; the login of [registry] is the
+    base image's."""
+    images = [environment.base_image]
+    if environment.build.builder_image:
+        images.append(environment.build.builder_image)
+    by_address: dict[str, list[str]] = {}
+    for image in images:
+        by_address.setdefault(registry_of(image), []).append(image)
     login = config.registry
-    if login is None:
-        return RegistrySpec(registry_of(config.base_image), config.base_image, None, None)
-    return RegistrySpec(login.address, config.base_image, login.username, login.password_env)
+    return tuple(
+        RegistrySpec(
+            address,
+            tuple(pulled),
+            *(
+                (login.username, login.password_env)
+                if login and address == registry_of(environment.base_image)
+                else (None, None)
+            ),
+        )
+        for address, pulled in by_address.items()
+    )
 
 
 def _check_unique(files: tuple[FileEntry, ...]) -> None:

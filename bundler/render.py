@@ -20,8 +20,9 @@ from functools import cache
 from pathlib import Path
 
 from bundler import layout
+from bundler.entries import FileEntry, Generated
 from bundler.errors import ConfigError
-from bundler.plan import FileEntry, Generated, ImageSpec, Plan
+from bundler.plan import ImageSpec, Plan
 
 DOCKERFILE_TEMPLATE = "Dockerfile.jinja"
 _WORD = re.compile(r"[A-Za-z0-9._:/@+=,-]+")
@@ -110,7 +111,7 @@ def _template_line(exc: BaseException) -> int | None:
 def registry_login(image: ImageSpec) -> bytes:
     registries = []
     for r in image.registries:
-        entry = {"address": r.address, "images": [r.image]}
+        entry = {"address": r.address, "images": list(r.images)}
         if r.username is not None:
             entry.update(
                 username=r.username,

@@ -12,9 +12,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from bundler import conda, emit, entry_script, layout, render, requirements, secret_rules, sources
 from bundler import config as config_module
-from bundler import emit, entry_script, layout, render, requirements, secret_rules, sources
 from bundler import plan as plan_module
+from bundler.entries import FileEntry
 from bundler.errors import ConfigError, SourceError
 from bundler.registry import Registry
 
@@ -24,7 +25,7 @@ RUNTIME_SOURCE = Path(__file__).parent / "runtime"  # bundler's own copy, shippe
 @dataclass(frozen=True)
 class Prepared:
     plan: plan_module.Plan
-    entries: tuple[plan_module.FileEntry, ...]  # every file but the manifest, sorted by path
+    entries: tuple[FileEntry, ...]  # every file but the manifest, sorted by path
 
     @property
     def wheel_count(self) -> int:
@@ -68,11 +69,14 @@ def gather(flags: config_module.Flags, home: Path, cwd: Path, outdir: Path) -> p
     if config.source_directory is not None:
         # Never the output folder, nor the registry: a registry inside the sources would ship every model.
         selection = sources.select(config.source_directory, (outdir, home), config.allowed_secrets)
-    requirement_files = None
+    requirement_files = conda_files = None
     if config.requirements:
         requirement_files = requirements.collect(config.requirements, vendored=config.vendor)
+    if config.conda_file:
+        conda_files = conda.collect(config.conda_file, vendored=config.vendor)
     shipped_text = [f.file for f in selection.files] if selection else [config.entry_script]
     shipped_text += [path for _, path in requirement_files.files] if requirement_files else []
+    shipped_text += [conda_files.top, *(path for _, path in conda_files.included)] if conda_files else []
     shipped_text += [config.dockerfile_template] if config.dockerfile_template else []  # its lines reach the Dockerfile
     _refuse_secrets_in_text(shipped_text, frozenset(Path(os.path.abspath(p)) for p in config.allowed_secrets))
     return plan_module.Inputs(
@@ -81,6 +85,7 @@ def gather(flags: config_module.Flags, home: Path, cwd: Path, outdir: Path) -> p
         entry=entry_script.inspect(config.entry_script),
         sources=selection,
         requirements=requirement_files,
+        conda=conda_files,
         runtime=runtime_files(),
         user_template=_user_template(config),
     )

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bundler import layout
+from bundler import requirements as requirements_module
 from bundler.errors import BundlerError
 
 
@@ -89,23 +90,51 @@ def missing_requirements(bundle: Path, manifest: layout.Manifest | None = None) 
     """Requirements of the bundle not satisfied here: 'name' (absent) or 'name==want (have x)'."""
     from importlib import metadata
 
-    from bundler.requirements import collect
-
     problems = []
-    for path in _requirement_files(bundle, manifest or layout.read_manifest(bundle)):
-        if not path.is_file():
+    for requirement in _requirements(bundle, manifest or layout.read_manifest(bundle))[0]:
+        if requirement.has_marker or requirement.direct:
+            continue  # whether they apply, and what they install, is pip's business
+        try:
+            have = metadata.version(requirement.name)
+        except metadata.PackageNotFoundError:
+            problems.append(requirement.name)
             continue
-        for requirement in collect(path, strict=False).requirements:
-            if requirement.has_marker or requirement.direct:
-                continue  # whether they apply, and what they install, is pip's business
-            try:
-                have = metadata.version(requirement.name)
-            except metadata.PackageNotFoundError:
-                problems.append(requirement.name)
-                continue
-            if requirement.pin and not same_version(requirement.pin, have):
-                problems.append(f"{requirement.name}=={requirement.pin} (have {have})")
+        if requirement.pin and not same_version(requirement.pin, have):
+            problems.append(f"{requirement.name}=={requirement.pin} (have {have})")
     return problems
+
+
+def unchecked_packages(bundle: Path, manifest: layout.Manifest) -> tuple[str, ...]:
+    """conda packages with no PyPI twin: conda installs them in the image, nothing here can check them."""
+    return _requirements(bundle, manifest)[1]
+
+
+def _requirements(bundle: Path, manifest: layout.Manifest):
+    """(the requirements a Python here must satisfy, the conda packages that cannot be checked)."""
+    from bundler import conda
+    from bundler.requirements import Requirement, collect
+
+    found, unchecked = [], []
+    files = [bundle / layout.RUNTIME_REQUIREMENTS]
+    if manifest.builder == "conda" and manifest.conda_file:
+        path = bundle / manifest.conda_file
+        environment = conda.parse(path.read_text(encoding="utf-8-sig"), str(path)) if path.is_file() else None
+        for spec in environment.dependencies if environment else ():
+            if spec.name in conda.NOT_PACKAGES:
+                continue
+            if conda.why_not_pip(spec):
+                unchecked.append(spec.name)
+            else:
+                pin = spec.version[2:] if spec.version and spec.version.startswith("==") else None
+                found.append(Requirement(conda.PYPI_TWINS[spec.name], pin, spec.line))
+        pip_text = "".join(f"{line}\n" for line, _ in environment.pip) if environment else ""
+        found += requirements_module.parse(pip_text).requirements
+    else:
+        files.append(bundle / manifest.requirements_file)
+    for file in files:
+        if file.is_file():
+            found += collect(file, strict=False).requirements
+    return found, tuple(unchecked)
 
 
 def _requirement_files(bundle: Path, manifest: layout.Manifest) -> tuple[Path, Path]:
@@ -120,10 +149,17 @@ def serve(bundle: Path, port: int | None, workers: int | None, host: str = "127.
     missing = missing_requirements(bundle, manifest)
     if missing:
         runtime, user = _requirement_files(bundle, manifest)
-        raise BundlerError(
-            f"the bundle's requirements are not installed here: {', '.join(missing)}; install them with: "
+        how = (
             f"pip install -r {runtime} -r {user}"
+            if manifest.builder != "conda"
+            else f"micromamba install --file {user}, then pip install -r {runtime}"
         )
+        raise BundlerError(
+            f"the bundle's requirements are not installed here: {', '.join(missing)}; install them with: {how}"
+        )
+    unchecked = unchecked_packages(bundle, manifest)
+    if unchecked:
+        print(f"note: cannot check {', '.join(unchecked)} here: conda installs them in the image", file=sys.stderr)
     for note in cmd.notes:
         print(note, file=sys.stderr, flush=True)
     try:

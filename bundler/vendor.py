@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 
 from bundler import layout
+from bundler.entries import Copied, FileEntry, Generated
 from bundler.errors import BundlerError
-from bundler.plan import Copied, FileEntry, Generated, Plan
+from bundler.plan import Plan
 
 ARCHES = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
 GLIBC_MINOR = 36  # Debian bookworm

@@ -14,6 +14,9 @@ from pathlib import Path
 import dockerfile as buildkit
 import pytest
 
+from bundler.environment import CONDA_PREFIX
+from bundler.layout import VENV
+
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 DOCKERFILES = sorted(GOLDEN.glob("*/Dockerfile"))
 
@@ -44,8 +47,10 @@ def test_dependencies_install_from_the_environment_files_alone(path):
 def test_file_layers_go_from_rarely_to_often_changed(path):
     _, final = stages(path)
     copies = [copy_sources(c)[0] for c in final if c.cmd == "COPY"]
-    models = ["azureml-models/"] if json.loads((path.parent / "bundle.json").read_text())["inputs"]["models"] else []
-    assert copies == ["/opt/venv", *models, "runtime/bundler_runtime/", "azureml-app/"]
+    inputs = json.loads((path.parent / "bundle.json").read_text())["inputs"]
+    environment = CONDA_PREFIX if inputs.get("builder") == "conda" else VENV
+    models = ["azureml-models/"] if inputs["models"] else []
+    assert copies == [environment, *models, "runtime/bundler_runtime/", "azureml-app/"]
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=[p.parent.name for p in DOCKERFILES])

@@ -10,9 +10,10 @@ import pytest
 
 from bundler import layout
 from bundler.config import Config
+from bundler.entries import Copied, Generated, RegistryBlob
 from bundler.entry_script import EntryScriptInfo
 from bundler.errors import ConfigError, EntryScriptError, SourceError
-from bundler.plan import Copied, Generated, Inputs, RegistryBlob, RuntimeFiles, StoredModel, make
+from bundler.plan import Inputs, RuntimeFiles, StoredModel, make
 from bundler.registry import ModelFile, ModelRef, ModelVersion
 from bundler.requirements import Requirement, RequirementFiles
 from bundler.sources import SourceFile, SourceSelection

@@ -1,0 +1,297 @@
+"""Read conda environment files as conda reads them, and say whether pip could install them.
+
+A conda file (`environment.yml`, Azure ML's `conda_dependencies.yml`) is read with PyYAML's
+safe loader, keeping each value's line, so every problem is one line with file and line:
+`name`, `channels`, `dependencies` (match specs, and the nested `pip:` list, read as
+requirements are), `variables`, and `prefix` (a path on this machine: ignored, never
+emitted). A local path or `file://` channel would not exist at build time; a channel or pip
+URL holding a credential would ship: both are refused.
+
+`translate` says whether every conda package has an exact PyPI twin (a small table), and
+gives the pip requirement for each, so that the pip builder can install the environment into
+a venv; else, which package needs the conda builder and why. `parse` and `translate` are
+pure; `collect` reads the conda file and the files its pip list includes.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from bundler import credentials, requirements
+from bundler.errors import InputError
+
+KEYS = ("name", "channels", "dependencies", "variables", "prefix")
+# Channels a plain name on PyPI stands for: conda's defaults and the community's.
+DEFAULT_CHANNELS = ("defaults", "conda-forge", "anaconda", "main", "pkgs/main", "r")
+# conda package -> PyPI distribution, for packages whose versions are the same on both sides.
+# fmt: off
+PYPI_TWINS = {
+    "numpy": "numpy", "scipy": "scipy", "pandas": "pandas", "scikit-learn": "scikit-learn", "joblib": "joblib",
+    "pytorch": "torch", "torchvision": "torchvision", "py-xgboost": "xgboost", "xgboost": "xgboost",
+    "lightgbm": "lightgbm", "catboost": "catboost", "onnx": "onnx", "onnxruntime": "onnxruntime",
+    "pyyaml": "pyyaml", "matplotlib": "matplotlib", "matplotlib-base": "matplotlib", "seaborn": "seaborn",
+    "scikit-image": "scikit-image", "statsmodels": "statsmodels", "nltk": "nltk", "requests": "requests",
+    "flask": "flask", "pillow": "pillow", "tqdm": "tqdm", "click": "click", "pyarrow": "pyarrow",
+    "numba": "numba", "tensorflow": "tensorflow", "keras": "keras", "transformers": "transformers",
+    "tokenizers": "tokenizers", "sentencepiece": "sentencepiece", "protobuf": "protobuf", "psutil": "psutil",
+    "python-dateutil": "python-dateutil", "pytz": "pytz", "six": "six", "h5py": "h5py", "openpyxl": "openpyxl",
+    "xlrd": "xlrd", "sqlalchemy": "sqlalchemy", "cloudpickle": "cloudpickle", "dill": "dill",
+    "mlflow": "mlflow", "shap": "shap", "plotly": "plotly", "pydantic": "pydantic", "fastapi": "fastapi",
+    "setuptools": "setuptools", "wheel": "wheel", "cython": "cython", "sympy": "sympy", "networkx": "networkx",
+    "imbalanced-learn": "imbalanced-learn", "gensim": "gensim", "spacy": "spacy", "azure-storage-blob":
+    "azure-storage-blob", "inference-schema": "inference-schema", "packaging": "packaging",
+}
+# fmt: on
+NOT_PACKAGES = ("python", "pip")  # the interpreter and its installer: the image's, not requirements
+
+
+class CondaFileError(InputError):
+    """A conda file bundler cannot read, or one that would not build or would carry a secret."""
+
+
+@dataclass(frozen=True)
+class MatchSpec:
+    text: str  # as written
+    line: int
+    name: str
+    channel: str | None = None  # `channel::name`
+    version: str | None = None  # conda's, e.g. "1.3" (from =1.3), "==1.3.0", ">=1.24,<2", "1.3.*"
+    build: str | None = None  # a build string: conda only
+    fuzzy: bool = False  # `name=1.3`: any 1.3.*
+
+
+@dataclass(frozen=True)
+class CondaEnvironment:
+    name: str | None
+    channels: tuple[tuple[str, int], ...]
+    dependencies: tuple[MatchSpec, ...]
+    pip: tuple[tuple[str, int], ...]  # the nested pip: list, line by line
+    variables: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def python(self) -> MatchSpec | None:
+        return next((spec for spec in self.dependencies if spec.name == "python"), None)
+
+    def python_version(self) -> str | None:
+        """X.Y when the file pins Python to one minor version (python=3.10, python=3.10.12), else None."""
+        spec = self.python
+        match = re.fullmatch(r"(?:==)?(3\.\d{1,2})(?:\.[\d*]+)*", spec.version or "") if spec else None
+        return match.group(1) if match else None
+
+
+@dataclass(frozen=True)
+class Translation:
+    """What pip would install for a conda file, or why it cannot stand in for conda."""
+
+    requirements: tuple[tuple[str, MatchSpec], ...]  # (pip requirement, the conda spec it comes from)
+    blocker: tuple[MatchSpec, str] | None  # (the first package pip cannot install as conda would, why)
+
+
+@dataclass(frozen=True)
+class CondaFiles:
+    """A conda file on disk: the file, the files its pip list includes (relative paths, as
+    requirements includes ship), and what it says."""
+
+    top: Path
+    included: tuple[tuple[str, Path], ...]
+    environment: CondaEnvironment
+    pip_requirements: tuple[requirements.Requirement, ...]
+
+
+def parse(text: str, where: str) -> CondaEnvironment:
+    """A conda file's contents; every problem is a CondaFileError naming `where` and a line."""
+    import yaml
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else 1
+        raise CondaFileError(f"{where}:{line}: not valid YAML ({exc.problem}); fix the syntax there") from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise CondaFileError(f"{where}: not valid YAML ({type(exc).__name__}); fix the syntax") from None
+    if not isinstance(root, yaml.MappingNode):
+        line = root.start_mark.line + 1 if root is not None else 1
+        raise CondaFileError(f"{where}:{line}: a conda file is a mapping (name:, channels:, dependencies:)")
+    values = {}
+    for key, value in root.value:
+        if key.value not in KEYS:
+            raise CondaFileError(
+                f"{where}:{key.start_mark.line + 1}: unknown key {key.value!r}; a conda file holds {', '.join(KEYS)}"
+            )
+        values[key.value] = value
+    channels = tuple(_channel(node, where) for node in _sequence(values.get("channels"), "channels", where))
+    dependencies, pip = [], ()
+    for node in _sequence(values.get("dependencies"), "dependencies", where):
+        if isinstance(node, yaml.MappingNode) and [k.value for k, _ in node.value] == ["pip"]:
+            pip = tuple(
+                (_string(item, "a pip entry", where), item.start_mark.line + 1)
+                for item in _sequence(node.value[0][1], "pip", where)
+            )
+        else:
+            dependencies.append(match_spec(_string(node, "a dependency", where), node.start_mark.line + 1, where))
+    name = values.get("name")
+    return CondaEnvironment(
+        name=_string(name, "name", where) if name is not None else None,
+        channels=channels,
+        dependencies=tuple(dependencies),
+        pip=pip,
+        variables=_variables(values.get("variables"), where),
+    )
+
+
+def _sequence(node, what: str, where: str) -> list:
+    import yaml
+
+    if node is None or (isinstance(node, yaml.ScalarNode) and node.value in ("", "~", "null")):
+        return []
+    if not isinstance(node, yaml.SequenceNode):
+        raise CondaFileError(f"{where}:{node.start_mark.line + 1}: {what} must be a list (- item lines)")
+    return node.value
+
+
+def _string(node, what: str, where: str) -> str:
+    import yaml
+
+    if not isinstance(node, yaml.ScalarNode) or node.tag != "tag:yaml.org,2002:str":
+        shown = getattr(node, "value", "")
+        kind = f'{shown!r}; quote it ("...")' if isinstance(node, yaml.ScalarNode) else "a list or a mapping"
+        raise CondaFileError(f"{where}:{node.start_mark.line + 1}: {what} must be a string, not {kind}")
+    return node.value
+
+
+def _channel(node, where: str) -> tuple[str, int]:
+    channel, line = _string(node, "a channel", where), node.start_mark.line + 1
+    if channel.startswith(("file:", "/", ".", "~")) or re.match(r"[A-Za-z]:\\", channel):
+        raise CondaFileError(
+            f"{where}:{line}: channel {channel} is a folder on this machine, which the image build cannot see; "
+            "publish its packages to a channel the build can reach, or save with --vendor"
+        )
+    # anaconda.org's tokens travel in the path: https://conda.anaconda.org/t/<token>/channel
+    token = re.search(r"/t/(?!\$\{[A-Za-z0-9_]+\}/)[^/]+/", channel)
+    secret = credentials.find(channel) or ("/t/****/" if token else None)
+    if secret:
+        raise CondaFileError(
+            f"{where}:{line}: channel URL holds a credential ({secret}); {requirements.CREDENTIAL_FIX}"
+        )
+    return channel, line
+
+
+def _variables(node, where: str) -> tuple[tuple[str, str], ...]:
+    import yaml
+
+    if node is None:
+        return ()
+    if not isinstance(node, yaml.MappingNode):
+        raise CondaFileError(f"{where}:{node.start_mark.line + 1}: variables must be a mapping (NAME: value)")
+    return tuple(
+        (_string(k, "a variable's name", where), _string(v, "a variable's value", where)) for k, v in node.value
+    )
+
+
+_SPEC = re.compile(r"(?:(?P<channel>[^:\s]+)::)?(?P<name>[A-Za-z0-9_][A-Za-z0-9_.+-]*)\s*(?P<rest>.*)")
+
+
+def match_spec(text: str, line: int, where: str) -> MatchSpec:
+    """A conda match spec: `name`, `name=1.3` (any 1.3.*), `name==1.3.0`, `name>=1.24,<2`,
+    `name 1.3.*`, `name=1.3=build`, `name 1.3 build`, `channel::name...`."""
+    match = _SPEC.fullmatch(text.strip())
+    if not match:
+        raise CondaFileError(f"{where}:{line}: {text!r} is not a conda package spec (name, name=1.2, name>=1.2)")
+    channel, name, rest = match["channel"], match["name"].lower(), match["rest"].strip()
+    if channel and (channel.startswith(("file:", "/", ".")) or credentials.find(channel)):
+        raise CondaFileError(f"{where}:{line}: {text}: the channel must be a name or a URL the build can reach")
+    version = build = None
+    fuzzy = False
+    if rest.startswith("=") and not rest.startswith("=="):
+        version, _, build = rest[1:].partition("=")
+        fuzzy = True
+    elif " " in rest and not re.match(r"[<>!=]", rest):
+        version, build = rest.split(None, 1)
+        fuzzy = version.endswith("*")
+    elif rest:
+        version = rest
+    return MatchSpec(text.strip(), line, name, channel, version or None, build or None, fuzzy)
+
+
+def translate(environment: CondaEnvironment) -> Translation:
+    """The pip requirement for each conda package, while each has an exact PyPI twin."""
+    converted = []
+    for spec in environment.dependencies:
+        if spec.name in NOT_PACKAGES:
+            continue
+        reason = why_not_pip(spec)
+        if reason:
+            return Translation(tuple(converted), (spec, reason))
+        converted.append((PYPI_TWINS[spec.name] + _pip_version(spec), spec))
+    return Translation(tuple(converted), None)
+
+
+def why_not_pip(spec: MatchSpec) -> str | None:
+    if spec.name not in PYPI_TWINS:
+        return f"{spec.name} has no PyPI twin that bundler knows"
+    if spec.channel and spec.channel not in DEFAULT_CHANNELS:
+        return f"{spec.text} comes from the channel {spec.channel}"
+    if spec.build:
+        return f"{spec.text} asks for a build ({spec.build}), which only conda has"
+    if spec.version and ("|" in spec.version or "[" in spec.version):
+        return f"{spec.text} has a version spec pip does not read"
+    return None
+
+
+def _pip_version(spec: MatchSpec) -> str:
+    version = spec.version
+    if not version:
+        return ""
+    if spec.fuzzy:  # name=1.3 is any 1.3.*; name=1.3.* says it itself
+        return f"=={version}" if version.endswith("*") else f"=={version}.*"
+    if version[0] in "<>=!~":
+        return version
+    return f"=={version}"
+
+
+def collect(top: Path, vendored: bool = False) -> CondaFiles:
+    """The conda file, checked, and the files its pip list includes (`-r`, `-c`), which ship with
+    it at the same relative paths, as requirements includes do."""
+    where = str(top)
+    try:
+        text = top.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CondaFileError(f"{top}: cannot read the conda file ({exc})") from exc
+    environment = parse(text, where)
+    if environment.pip:
+        pip_text = "".join(f"{line}\n" for line, _ in environment.pip)
+        parsed = requirements.parse(pip_text)
+        lines = {index + 1: number for index, (_, number) in enumerate(environment.pip)}
+        if parsed.problems:
+            index, problem = parsed.problems[0]
+            raise CondaFileError(f"{where}:{lines.get(index, 0)}: pip: {problem}")
+        if parsed.local_find_links and not vendored:
+            index, option = parsed.local_find_links[0]
+            raise CondaFileError(
+                f"{where}:{lines.get(index, 0)}: pip: {option} is a folder on this machine, which the image build "
+                "cannot see; save with --vendor or publish the wheels to an index"
+            )
+        included, pip_requirements = [], list(parsed.requirements)
+        for index, include in parsed.includes:
+            rel = posixpath.normpath(include)
+            file = top.parent / include
+            if (
+                rel.startswith(("../", "/"))
+                or rel == ".."
+                or not file.is_file()
+                or not (file.resolve().is_relative_to(top.parent.resolve()))
+            ):
+                raise CondaFileError(
+                    f"{where}:{lines.get(index, 0)}: pip: includes {include}, which must be a file in the conda "
+                    "file's folder or below (it ships beside it)"
+                )
+            files = requirements.collect(file, vendored=vendored)
+            included.extend(
+                (posixpath.normpath(posixpath.join(posixpath.dirname(rel), sub)), path) for sub, path in files.files
+            )
+            pip_requirements.extend(files.requirements)
+        return CondaFiles(top, tuple(dict.fromkeys(included)), environment, tuple(pip_requirements))
+    return CondaFiles(top, (), environment, ())
