@@ -212,7 +212,7 @@ def match_spec(text: str, line: int, where: str) -> MatchSpec:
         version, build = rest.split(None, 1)
         fuzzy = version.endswith("*")
     elif rest:
-        version = rest
+        version, fuzzy = rest, rest.endswith("*")
     return MatchSpec(text.strip(), line, name, channel, version or None, build or None, fuzzy)
 
 

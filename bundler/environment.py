@@ -31,6 +31,7 @@ CONDA_BASE_IMAGE = "debian:bookworm-slim"
 # /opt/conda, which is installed into without root and copied whole into stage 2.
 MICROMAMBA_USER = "57439:57439"
 CONDA_PREFIX = "/opt/conda"
+CONDA_CHANNEL_DIR = f"{layout.ENVIRONMENT_DIR}/conda-channel"  # --vendor: the solved packages, indexed
 PIP_OPTIONS = ("--no-cache-dir", "--disable-pip-version-check")
 
 
@@ -114,14 +115,17 @@ def conda_build(
     conda_file: str, extra_specs: tuple[str, ...], vendored: bool, python: str, platform: str, reason: str
 ) -> EnvironmentBuild:
     """The conda file's environment installed by micromamba into its image's base environment,
-    then the runtime's requirements by that environment's pip; caches cleaned in stage 1."""
+    then the runtime's requirements by that environment's pip; caches cleaned in stage 1.
+    Vendored: from the bundle's own channel, offline, and the pip: list from its wheels."""
     runtime = RequirementsFile.at(layout.RUNTIME_REQUIREMENTS)
-    create = Step(
-        "conda-install",
-        ("micromamba", "install", "--yes", "--name", "base"),
-        (("--file", layout.build_path(conda_file), *extra_specs),),
-    )
     wheels = layout.build_path(layout.WHEELS_DIR) if vendored else None
+    program: tuple[str, ...] = ("micromamba", "install", "--yes", "--name", "base")
+    arguments: tuple[tuple[str, ...], ...] = (("--file", layout.build_path(conda_file), *extra_specs),)
+    if vendored:  # micromamba runs pip for the pip: list: PIP_* variables keep it offline too
+        program = ("env", "PIP_NO_INDEX=1", f"PIP_FIND_LINKS={wheels}", *program)
+        channel = f"file://{layout.build_path(CONDA_CHANNEL_DIR)}"
+        arguments = (("--offline", "--override-channels", "--channel", channel), *arguments)
+    create = Step("conda-install", program, arguments)
     return EnvironmentBuild(
         kind="conda",
         reason=reason,
@@ -216,17 +220,13 @@ def _from_conda(config: Config, conda_files: conda.CondaFiles) -> EnvironmentPla
             '(or "auto"), or change the package'
         )
     if config.conda_builder == "conda" or blocker is not None:
-        reason = (
-            'chosen in bundler.toml ([environment] conda_builder = "conda")'
-            if blocker is None
-            else f"{blocker[1]} (line {blocker[0].line})"
-        )
+        reason = 'asked for: conda_builder "conda"' if blocker is None else f"{blocker[1]} (line {blocker[0].line})"
         names = tuple(
             conda.PYPI_TWINS.get(s.name, s.name) for s in environment.dependencies if s.name not in conda.NOT_PACKAGES
         )
         return EnvironmentPlan(
             build=conda_build(
-                conda_path, _missing_specs(environment, python), config.vendor, python, config.platform, reason
+                conda_path, missing_conda_specs(environment, python), config.vendor, python, config.platform, reason
             ),
             files=tuple(files),
             requirements_file=conda_path,
@@ -270,7 +270,7 @@ def _python_of(config: Config, environment: conda.CondaEnvironment, where: str) 
     return pinned or config.python
 
 
-def _missing_specs(environment: conda.CondaEnvironment, python: str) -> tuple[str, ...]:
+def missing_conda_specs(environment: conda.CondaEnvironment, python: str) -> tuple[str, ...]:
     """What the server needs that the conda file does not ask for: Python, and pip to install the server."""
     names = {spec.name for spec in environment.dependencies}
     return tuple(spec for name, spec in (("python", f"python={python}"), ("pip", "pip")) if name not in names)

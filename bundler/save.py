@@ -141,7 +141,7 @@ def prepare(flags: config_module.Flags, home: Path, cwd: Path, outdir: Path, scr
     if plan.image.environment.vendored:
         from bundler import vendor
 
-        wheels = vendor.wheels_for(plan, scratch)
+        wheels = vendor.packages_for(plan, scratch)
     entries = plan.files + wheels + render.generated_files(plan)
     return Prepared(plan, tuple(sorted(entries, key=lambda e: e.path)))
 

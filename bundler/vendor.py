@@ -1,9 +1,10 @@
 """Download the image's Python wheels into the bundle, so `docker build` needs no network.
 
 `bundler save --vendor` calls this (I/O, network) after planning: it runs `pip download`
-for each install step of the plan's environment build, with the same requirement files in
-the same runs as the image (hashed requirements apart), and returns the wheels as bundle
-files under environment/wheels/; the Dockerfile installs them with `--no-index`. Wheels
+for each pip step of the plan's environment build, with the same requirement files in the
+same runs as the image (hashed requirements apart), and returns the wheels as bundle files
+under environment/wheels/; the Dockerfile installs them with `--no-index`. For the conda
+builder, conda_vendor.py solves the conda file and carries its packages as a local channel. Wheels
 are chosen for the IMAGE's platform and Python, not this machine's: manylinux wheels for
 glibc 2.36 (Debian bookworm, what python:*-slim images are built on) and the configured
 Python version. Only wheels: a package that publishes only a
@@ -16,8 +17,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bundler import layout
+from bundler import conda, layout
 from bundler.entries import Copied, FileEntry, Generated
+from bundler.environment import missing_conda_specs
 from bundler.errors import BundlerError
 from bundler.plan import Plan
 
@@ -35,29 +37,43 @@ class VendorError(BundlerError):
     pass
 
 
-def wheels_for(plan: Plan, scratch: Path) -> tuple[FileEntry, ...]:
-    """Every wheel the plan's install steps need, downloaded into scratch, as bundle files."""
+def packages_for(plan: Plan, scratch: Path) -> tuple[FileEntry, ...]:
+    """Everything the plan's install steps would download, downloaded into scratch, as bundle
+    files: wheels for every pip step (and a conda file's pip: list) under environment/wheels/,
+    and for the conda builder the solved conda packages as a local, indexed channel."""
     environment = plan.image.environment
-    if environment.kind != "pip":
-        raise VendorError(f"--vendor does not know the {environment.kind} builder yet; save without --vendor")
-    planned = {entry.path: entry for entry in plan.files}
+    mirror = _mirror(plan, scratch / "bundle")  # the environment files, as stage 1 sees them
     wheel_dir = scratch / "wheels"
     for step in environment.steps:
-        files = tuple(_on_disk(planned[f.bundle_path], scratch) for f in step.requirements)
-        download(files, environment.python, environment.platform, wheel_dir)
+        if step.kind == "pip":
+            files = tuple(mirror / f.bundle_path for f in step.requirements)
+            download(files, environment.python, environment.platform, wheel_dir)
+    entries: list[FileEntry] = []
+    if environment.kind == "conda":
+        from bundler import conda_vendor
+
+        conda_file = mirror / plan.manifest.conda_file
+        pip_list = conda_vendor.pip_list_file(conda_file)
+        if pip_list is not None:
+            download((pip_list,), environment.python, environment.platform, wheel_dir)
+        parsed = conda.parse(conda_file.read_text(encoding="utf-8-sig"), str(conda_file))
+        specs = missing_conda_specs(parsed, environment.python)
+        entries += conda_vendor.channel_for(conda_file, specs, environment.platform, scratch / "channel")
     wheels = sorted(p for p in wheel_dir.iterdir() if p.suffix == ".whl") if wheel_dir.is_dir() else []
-    return tuple(FileEntry(f"{layout.WHEELS_DIR}/{p.name}", layout.FILE_MODE, Copied(p)) for p in wheels)
+    entries += [FileEntry(f"{layout.WHEELS_DIR}/{p.name}", layout.FILE_MODE, Copied(p)) for p in wheels]
+    return tuple(entries)
 
 
-def _on_disk(entry: FileEntry, scratch: Path) -> Path:
-    """A requirements file pip can read: the user's own (its includes resolve beside it), or
-    a file bundler derived, written to scratch."""
-    if isinstance(entry.content, Generated):
-        path = scratch / "derived" / entry.path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(entry.content.data)
-        return path
-    return entry.content.path
+def _mirror(plan: Plan, root: Path) -> Path:
+    """The plan's environment files (and the runtime's requirements) laid out under root as in
+    the bundle, so that every -r include resolves as it will in the image."""
+    for entry in plan.files:
+        if entry.path.startswith(f"{layout.ENVIRONMENT_DIR}/") or entry.path == layout.RUNTIME_REQUIREMENTS:
+            target = root / entry.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            content = entry.content
+            target.write_bytes(content.data if isinstance(content, Generated) else content.path.read_bytes())
+    return root
 
 
 def download(requirement_files: tuple[Path, ...], python: str, platform: str, dest: Path) -> None:

@@ -1,0 +1,207 @@
+"""Conda environment files: read as conda reads them, installed by the builder that can, and
+carried across an air gap as a local channel."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+
+import conda_channel
+import pytest
+
+from bundler import conda
+from bundler.conda import CondaFileError
+
+GOOD_SCRIPT = "def init():\n    pass\ndef run(raw):\n    return raw\n"
+AZURE_SAMPLE = """name: project_environment
+channels: [conda-forge]
+dependencies:
+  - python=3.10
+  - pip
+  - scikit-learn=1.3
+  - numpy>=1.24
+  - pip:
+    - azureml-defaults
+    - inference-schema[numpy-support]==1.8
+"""
+
+
+@pytest.mark.parametrize(
+    "text, name, channel, version, build, fuzzy",
+    [
+        ("numpy", "numpy", None, None, None, False),
+        ("numpy=1.26", "numpy", None, "1.26", None, True),
+        ("numpy==1.26.4", "numpy", None, "==1.26.4", None, False),
+        ("numpy>=1.24,<2", "numpy", None, ">=1.24,<2", None, False),
+        ("numpy 1.26.*", "numpy", None, "1.26.*", None, True),
+        ("numpy=1.26.4=py311h64a7726_0", "numpy", None, "1.26.4", "py311h64a7726_0", True),
+        ("numpy 1.26.4 py311_0", "numpy", None, "1.26.4", "py311_0", False),
+        ("pytorch::pytorch=2.1", "pytorch", "pytorch", "2.1", None, True),
+        ("conda-forge::jq", "jq", "conda-forge", None, None, False),
+        ("Scikit-Learn", "scikit-learn", None, None, None, False),
+    ],
+)
+def test_match_specs_are_read_as_conda_reads_them(text, name, channel, version, build, fuzzy):
+    spec = conda.match_spec(text, 3, "f.yml")
+    assert (spec.name, spec.channel, spec.version, spec.build, spec.fuzzy) == (name, channel, version, build, fuzzy)
+
+
+def test_the_azure_sample_translates_to_pip_exactly():
+    environment = conda.parse(AZURE_SAMPLE, "conda_dependencies.yml")
+    translation = conda.translate(environment)
+    assert translation.blocker is None
+    assert [pip for pip, _ in translation.requirements] == ["scikit-learn==1.3.*", "numpy>=1.24"]
+    assert environment.python_version() == "3.10" and environment.name == "project_environment"
+    assert [line for line, _ in environment.pip] == ["azureml-defaults", "inference-schema[numpy-support]==1.8"]
+
+
+@pytest.mark.parametrize(
+    "dependency, why",
+    [
+        ("mkl", "mkl has no PyPI twin"),
+        ("cudatoolkit=11.8", "cudatoolkit has no PyPI twin"),
+        ("numpy=1.26.4=py311_0", "asks for a build"),
+        ("pytorch::pytorch=2.1", "comes from the channel pytorch"),
+        ("numpy 1.2|1.3", "a version spec pip does not read"),
+    ],
+)
+def test_what_pip_cannot_stand_in_for_picks_conda(dependency, why):
+    environment = conda.parse(f"dependencies:\n  - python=3.11\n  - {dependency}\n", "e.yml")
+    spec, reason = conda.translate(environment).blocker
+    assert spec.line == 3 and why in reason
+
+
+def test_crlf_no_final_newline_no_name_and_comments_are_read():
+    environment = conda.parse(
+        "channels:\r\n  - defaults\r\ndependencies:\r\n  - pandas=2.1  # pinned\r\n  - pip", "w.yml"
+    )
+    assert environment.name is None and [s.name for s in environment.dependencies] == ["pandas", "pip"]
+    assert environment.dependencies[0].version == "2.1"
+
+
+def test_prefix_and_variables_are_read_and_the_prefix_is_never_used():
+    environment = conda.parse("prefix: /home/me/miniconda3/envs/x\nvariables:\n  OMP_NUM_THREADS: '1'\n", "p.yml")
+    assert environment.variables == (("OMP_NUM_THREADS", "1"),)
+
+
+def save(cli, *args):
+    return cli("save", "out", "--model", "m", "--entry-script", "score.py", *args)
+
+
+def test_a_conda_file_saves_with_the_builder_it_needs_and_says_why(project, cli):
+    (project / "env.yml").write_text(AZURE_SAMPLE)
+    result = save(cli, "--conda-file", "env.yml")
+    assert result.exit_code == 0
+    assert "environment: pip builder (every conda package in the file has an exact PyPI twin)" in result.output
+    assert (project / "out" / "environment" / "env.yml").read_text() == AZURE_SAMPLE  # verbatim
+    assert "ARG BASE_IMAGE=python:3.10-slim" in (project / "out" / "Dockerfile").read_text()
+    (project / "env.yml").write_text(AZURE_SAMPLE.replace("  - pip\n", "  - pip\n  - mkl\n", 1))
+    result = save(cli, "--conda-file", "env.yml")
+    assert result.exit_code == 0 and "environment: conda builder (mkl has no PyPI twin" in result.output
+    dockerfile = (project / "out" / "Dockerfile").read_text()
+    assert (
+        "ARG BASE_IMAGE=debian:bookworm-slim" in dockerfile and "FROM ${MICROMAMBA_IMAGE} AS environment" in dockerfile
+    )
+    (project / "env.yml").write_text(AZURE_SAMPLE)
+    result = save(cli, "--conda-file", "env.yml", "--conda-builder", "conda")
+    assert 'environment: conda builder (asked for: conda_builder "conda")' in result.output
+
+
+def test_a_conda_file_shipping_a_pip_include_and_serve_checking_it(project, cli):
+    (project / "env.yml").write_text("dependencies:\n  - python=3.11\n  - click\n  - pip:\n    - -r extra.txt\n")
+    (project / "extra.txt").write_text("jinja2\n")
+    assert save(cli, "--conda-file", "env.yml").exit_code == 0
+    derived = (project / "out" / "environment" / "requirements-from-conda.txt").read_text()
+    assert "click  # conda: click (line 3)" in derived and "-r extra.txt" in derived
+    assert (project / "out" / "environment" / "extra.txt").read_text() == "jinja2\n"
+
+    from bundler.serve import missing_requirements
+
+    assert missing_requirements(project / "out") == []  # click and jinja2 are here, as gunicorn is
+    (project / "extra.txt").write_text("nosuchpkg-xyz\n")
+    assert save(cli, "--conda-file", "env.yml").exit_code == 0
+    assert missing_requirements(project / "out") == ["nosuchpkg-xyz"]
+
+
+def test_serve_cannot_check_what_only_conda_installs(project, cli):
+    from bundler import layout
+    from bundler.serve import missing_requirements, unchecked_packages
+
+    (project / "env.yml").write_text("dependencies:\n  - python=3.11\n  - mkl\n  - click\n  - nosuchpkg-xyz==1.0\n")
+    assert save(cli, "--conda-file", "env.yml").exit_code == 0
+    manifest = layout.read_manifest(project / "out")
+    assert manifest.builder == "conda" and manifest.conda_file == "environment/env.yml"
+    assert unchecked_packages(project / "out", manifest) == ("mkl", "nosuchpkg-xyz")
+    assert missing_requirements(project / "out") == []
+
+
+# -- air gap for the conda builder --------------------------------------------------------------
+
+
+def test_vendoring_a_conda_environment_carries_a_local_channel_that_installs_offline(project, cli, tmp_path):
+    """Solve, download (checked against the channel's sha256), index: with py-rattler, against
+    a channel served on 127.0.0.1. What micromamba then does with it in an image cannot be run
+    here (no micromamba, no conda-forge); that the bundle's channel alone installs the solved
+    environment is proven with rattler's own installer, offline."""
+    import rattler
+
+    channel = tmp_path / "served"
+    conda_channel.package(channel, "python", "3.11.99")  # test data, named as the conda file asks
+    conda_channel.package(channel, "pip", "24.0", depends=["python"])
+    conda_channel.package(channel, "pkg-b", "1.0", files={"share/pkg-b/data.txt": "b\n"})
+    conda_channel.package(channel, "pkg-a", "2.0", depends=["pkg-b >=1"], files={"share/pkg-a/data.txt": "a\n"})
+    conda_channel.index(channel)
+    with conda_channel.served(channel) as url:
+        (project / "env.yml").write_text(f"channels:\n  - {url}\ndependencies:\n  - python=3.11\n  - pip\n  - pkg-a\n")
+        result = save(cli, "--conda-file", "env.yml", "--vendor")
+    assert result.exit_code == 0, result.output
+    bundled = project / "out" / "environment" / "conda-channel"
+    packages = sorted(p.name for p in (bundled / "noarch").glob("*.tar.bz2"))
+    assert packages == ["pip-24.0-0.tar.bz2", "pkg-a-2.0-0.tar.bz2", "pkg-b-1.0-0.tar.bz2", "python-3.11.99-0.tar.bz2"]
+    for name in packages:
+        assert (
+            hashlib.sha256((bundled / "noarch" / name).read_bytes()).digest()
+            == hashlib.sha256((channel / "noarch" / name).read_bytes()).digest()
+        )
+    assert (bundled / "noarch" / "repodata.json").is_file() and (bundled / "linux-64" / "repodata.json").is_file()
+    dockerfile = (project / "out" / "Dockerfile").read_text()
+    assert "--offline --override-channels --channel file:///tmp/bundler/environment/conda-channel" in dockerfile
+    assert any(p.name.startswith("gunicorn-") for p in (project / "out" / "environment" / "wheels").iterdir())
+    assert cli("verify", "out").exit_code == 0
+
+    # The served channel is gone: the bundle's own channel must be enough.
+    records = asyncio.run(
+        rattler.solve(
+            [f"file://{bundled}"],
+            ["python=3.11", "pip", "pkg-a"],
+            platforms=["linux-64", "noarch"],
+            timestamp_policy="allow-missing",
+        )
+    )
+    prefix = tmp_path / "prefix"
+    asyncio.run(rattler.install(records, target_prefix=prefix, show_progress=False))
+    assert (prefix / "share" / "pkg-a" / "data.txt").read_text() == "a\n"
+    assert (prefix / "share" / "pkg-b" / "data.txt").read_text() == "b\n"
+
+
+def test_an_unsolvable_conda_environment_is_one_line(project, cli, tmp_path):
+    channel = tmp_path / "served"
+    conda_channel.package(channel, "pkg-b", "1.0")
+    conda_channel.index(channel)
+    with conda_channel.served(channel) as url:
+        (project / "env.yml").write_text(f"channels:\n  - {url}\ndependencies:\n  - mkl\n")
+        result = save(cli, "--conda-file", "env.yml", "--vendor")
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and "cannot be solved for linux-64" in lines[0]
+    assert not (project / "out").exists()
+
+
+def test_a_conda_file_error_names_file_and_line(tmp_path):
+    with pytest.raises(CondaFileError, match=r"e.yml:3: a dependency must be a string"):
+        conda.parse("dependencies:\n  - numpy\n  - {a: 1}\n", "e.yml")
+    path = tmp_path / "e.yml"
+    path.write_text("dependencies:\n  - pip:\n    - ./local/pkg\n")
+    with pytest.raises(CondaFileError, match=r"e.yml:3: pip: ./local/pkg is a path on this machine"):
+        conda.collect(path)
+    assert Path(path).exists()
