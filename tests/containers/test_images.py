@@ -274,3 +274,44 @@ def test_a_schema_script_without_a_model_or_inference_schema_requirement_serves(
             assert (status, json.loads(body)) == (200, {"sizes": [5, 1], "model_dir": []})
     finally:
         engine.remove_image(build.tag)
+
+
+CONDA_FILE = """name: project_environment
+channels:
+  - conda-forge
+dependencies:
+  - python=3.11
+  - pip
+  - scikit-learn==1.9.1
+  - numpy==2.4.6
+  - pip:
+    - joblib==1.6.0
+"""
+
+
+def test_a_conda_file_of_the_azure_shape_builds_with_the_pip_builder_and_serves(engine, diabetes, home, tmp_path):
+    """The diabetes example with a conda file instead of its requirements: every package has
+    an exact PyPI twin, so the image is the usual venv on python:3.11-slim, and it predicts."""
+    work = tmp_path / "conda"
+    shutil.copytree(diabetes, work, ignore=shutil.ignore_patterns("imagefiles", "bundler.toml", "requirements.txt"))
+    (work / "conda_dependencies.yml").write_text(CONDA_FILE)
+    saved = bundler(
+        "save",
+        "out",
+        "--model",
+        "diabetes:1",
+        "--entry-script",
+        "score.py",
+        "--conda-file",
+        "conda_dependencies.yml",
+        cwd=work,
+        home=home,
+    )
+    assert "environment: pip builder" in saved.stdout
+    build = engine.build(work / "out", "bundler-test/conda-pip")
+    try:
+        with serving(engine, build.tag) as (_, port):
+            status, body = http("POST", port, "/score", json.dumps(SEED_REQUEST).encode(), JSON)
+            assert status == 200 and len(json.loads(body)) == 2
+    finally:
+        engine.remove_image(build.tag)
