@@ -15,7 +15,8 @@ import sys
 # Import name -> the distributions that provide it, where the names differ.
 # fmt: off
 DISTRIBUTIONS = {
-    "sklearn": ("scikit-learn",), "cv2": ("opencv-python", "opencv-python-headless", "opencv-contrib-python", "opencv", "py-opencv"),
+    "sklearn": ("scikit-learn",),
+    "cv2": ("opencv-python", "opencv-python-headless", "opencv-contrib-python", "opencv", "py-opencv"),
     "PIL": ("pillow",), "yaml": ("pyyaml",), "bs4": ("beautifulsoup4",), "skimage": ("scikit-image",),
     "dateutil": ("python-dateutil",), "jwt": ("pyjwt",), "dotenv": ("python-dotenv",), "attr": ("attrs",),
     "Crypto": ("pycryptodome",), "OpenSSL": ("pyopenssl",), "google": ("protobuf", "google-cloud-storage"),
