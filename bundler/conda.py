@@ -43,6 +43,15 @@ PYPI_TWINS = {
     "setuptools": "setuptools", "wheel": "wheel", "cython": "cython", "sympy": "sympy", "networkx": "networkx",
     "imbalanced-learn": "imbalanced-learn", "gensim": "gensim", "spacy": "spacy", "azure-storage-blob":
     "azure-storage-blob", "inference-schema": "inference-schema", "packaging": "packaging",
+    # pure-Python libraries, the same release on both sides
+    "attrs": "attrs", "certifi": "certifi", "idna": "idna", "urllib3": "urllib3", "charset-normalizer":
+    "charset-normalizer", "typing_extensions": "typing-extensions", "typing-extensions": "typing-extensions",
+    "tabulate": "tabulate", "jinja2": "jinja2", "markupsafe": "markupsafe", "werkzeug": "werkzeug",
+    "itsdangerous": "itsdangerous", "cachetools": "cachetools", "filelock": "filelock", "fsspec": "fsspec",
+    "boto3": "boto3", "botocore": "botocore", "azure-identity": "azure-identity", "pytest": "pytest",
+    "ipykernel": "ipykernel", "ipython": "ipython", "tenacity": "tenacity", "toolz": "toolz",
+    "wrapt": "wrapt", "pyparsing": "pyparsing", "tzdata": "tzdata", "regex": "regex", "threadpoolctl":
+    "threadpoolctl", "patsy": "patsy", "xlsxwriter": "xlsxwriter", "smart_open": "smart-open",
 }
 # fmt: on
 NOT_PACKAGES = ("python", "pip")  # the interpreter and its installer: the image's, not requirements
@@ -186,9 +195,15 @@ def _variables(node, where: str) -> tuple[tuple[str, str], ...]:
         return ()
     if not isinstance(node, yaml.MappingNode):
         raise CondaFileError(f"{where}:{node.start_mark.line + 1}: variables must be a mapping (NAME: value)")
-    return tuple(
-        (_string(k, "a variable's name", where), _string(v, "a variable's value", where)) for k, v in node.value
-    )
+    variables = []
+    for key, value in node.value:
+        name = _string(key, "a variable's name", where)
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise CondaFileError(f"{where}:{key.start_mark.line + 1}: variable {name!r} is not a valid name")
+        if not isinstance(value, yaml.ScalarNode):  # a number or true is fine: it becomes text, as conda has it
+            raise CondaFileError(f"{where}:{value.start_mark.line + 1}: the value of {name} must be a single value")
+        variables.append((name, value.value))
+    return tuple(variables)
 
 
 _SPEC = re.compile(r"(?:(?P<channel>[^:\s]+)::)?(?P<name>[A-Za-z0-9_][A-Za-z0-9_.+-]*)\s*(?P<rest>.*)")

@@ -158,6 +158,7 @@ class EnvironmentPlan:
     base_image: str
     requirement_names: tuple[str, ...]  # the distributions the user's environment asks for
     unpinned: tuple[str, ...]  # packages a build may resolve differently each time
+    variables: tuple[tuple[str, str], ...] = ()  # a conda file's variables: conda sets them on activation
 
 
 def plan_environment(
@@ -234,6 +235,7 @@ def _from_conda(config: Config, conda_files: conda.CondaFiles) -> EnvironmentPla
             base_image=config.base_image or CONDA_BASE_IMAGE,
             requirement_names=names + pip_names,
             unpinned=() if config.vendor else _conda_unpinned(environment, conda_files),
+            variables=environment.variables,
         )
     derived = _derived_requirements(conda_files, translation)
     files.append(FileEntry(DERIVED_REQUIREMENTS, layout.FILE_MODE, Generated(derived)))
@@ -256,6 +258,7 @@ def _from_conda(config: Config, conda_files: conda.CondaFiles) -> EnvironmentPla
         base_image=config.base_image or f"python:{python}-slim",
         requirement_names=tuple(r.name for r in parsed.requirements) + pip_names,
         unpinned=() if config.vendor else tuple(unpinned),
+        variables=environment.variables,
     )
 
 

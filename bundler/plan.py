@@ -147,7 +147,9 @@ def make(inputs: Inputs) -> Plan:
         entry_script=entry_rel,
         port=config.server.port,
         environment=environment.build,
-        env=layout.image_variables(entry_rel, keys, config.server, engine),
+        # A conda file's variables too: conda sets them when the environment is activated, and
+        # nothing activates it in the image.
+        env=layout.image_variables(entry_rel, keys, config.server, engine) + environment.variables,
         labels=_labels(models, default_tag),
         command=layout.server_command(engine),
         healthcheck=layout.HEALTHCHECK,

@@ -155,6 +155,9 @@ def _option(number: int, line: str, includes: list, problems: list, find_links: 
 
 def _requirement(number: int, line: str) -> Requirement | str | None:
     spec = line.split(" --", 1)[0].strip()  # per-requirement options such as --hash
+    placeholder = re.search(r"\{\{[^}]*\}\}", spec)
+    if placeholder:  # Azure ML's asset repositories fill these in before building; pip cannot
+        return f"{spec} holds a template placeholder, {placeholder.group(0)}, not a version: write the version"
     if _is_local(spec):
         return f"{spec} is a path on this machine; {LOCAL_FIX}"
     if _URL.match(spec):

@@ -80,9 +80,14 @@ def test_crlf_no_final_newline_no_name_and_comments_are_read():
     assert environment.dependencies[0].version == "2.1"
 
 
-def test_prefix_and_variables_are_read_and_the_prefix_is_never_used():
-    environment = conda.parse("prefix: /home/me/miniconda3/envs/x\nvariables:\n  OMP_NUM_THREADS: '1'\n", "p.yml")
-    assert environment.variables == (("OMP_NUM_THREADS", "1"),)
+def test_prefix_and_variables_are_read_and_the_prefix_is_never_used(project, cli):
+    text = "prefix: /home/me/miniconda3/envs/x\nvariables:\n  OMP_NUM_THREADS: 1\ndependencies:\n  - numpy\n"
+    assert conda.parse(text, "p.yml").variables == (("OMP_NUM_THREADS", "1"),)
+    (project / "env.yml").write_text(text)
+    assert save(cli, "--conda-file", "env.yml").exit_code == 0
+    dockerfile = (project / "out" / "Dockerfile").read_text()
+    assert 'OMP_NUM_THREADS="1"' in dockerfile  # nothing activates the environment in the image: ENV does
+    assert "/home/me" not in dockerfile and "/home/me" not in (project / "out" / "bundle.json").read_text()
 
 
 def save(cli, *args):
@@ -205,3 +210,65 @@ def test_a_conda_file_error_names_file_and_line(tmp_path):
     with pytest.raises(CondaFileError, match=r"e.yml:3: pip: ./local/pkg is a path on this machine"):
         conda.collect(path)
     assert Path(path).exists()
+
+
+# -- real files, as found -------------------------------------------------------------------------
+
+REAL_FILES = Path(__file__).parent / "conda_files"  # from Microsoft's repositories: see SOURCES.md there
+# file -> the builder auto picks, or how the one line refusing it starts after FILE (20, 22: a template
+# placeholder {{latest-pypi-version}} in place of a version; 23: an include outside the folder)
+# fmt: off
+REAL_OUTCOMES = {
+    "01-Azure-MachineLearningNotebooks-automl-env-linux.yml": "conda",
+    "02-Azure-MachineLearningNotebooks-rapids.yml": "conda",
+    "03-Azure-MachineLearningNotebooks-automl-env-master.yml": "conda",
+    "04-Azure-MachineLearningNotebooks-cli-myenv.yml": "pip",
+    "05-Azure-MachineLearningNotebooks-many-models-update-env.yml": "pip",
+    "06-Azure-MachineLearningNotebooks-commandstep-conda-dependencies.yml": "pip",
+    "07-Azure-MachineLearningNotebooks-mlflow-projects-local-conda.yml": "pip",
+    "08-Azure-MachineLearningNotebooks-onnx-tinyyolo.yml": "pip",
+    "09-Azure-MachineLearningNotebooks-forecasting-grouping-myenv.yml": "conda",
+    "10-microsoft-MLOpsPython-ci-dependencies.yml": "conda",
+    "11-microsoft-MLOpsPython-conda-dependencies.yml": "pip",
+    "12-Azure-azureml-examples-transformers-conda.yml": "pip",
+    "13-Azure-azureml-examples-packages-custom-model-conda.yml": "pip",
+    "14-Azure-azureml-examples-densenet-imagecnn-train-conda.yml": "pip",
+    "15-Azure-azureml-examples-automl-nonprod-custom-env.yml": "conda",
+    "16-Azure-azureml-examples-interop-mlflow-model-conda.yml": "conda",
+    "17-Azure-azureml-examples-tf-mnist-environment.yml": "pip",
+    "18-Azure-azureml-examples-distributed-pytorch-image-conda.yml": "conda",
+    "19-Azure-mlops-v2-train-env.yml": "pip",
+    "20-Azure-azureml-assets-pytorch-1.7-conda-dependencies.yml": ":23: pip: azureml-core==",
+    "21-Azure-azureml-assets-llava-conda.yml": "conda",
+    "22-Azure-azureml-assets-automl-gpu-conda-dependencies.yml": ":17: pip: azureml-core==",
+    "23-Azure-azureml-assets-evaluations-built-in-conda.yml": ":11: pip: includes assets/evaluation_on_cloud/",
+    "24-microsoft-InnerEye-DeepLearning-environment.yml": "conda",
+    "25-microsoft-seismic-deeplearning-fwi-dev-conda-env-exported.yml": "conda",
+    "26-Azure-Samples-MachineLearningSamples-ImageClassificationUsingCntk-aml-config-conda-dependencies.yml": "conda",
+    "27-Azure-Samples-MLOpsManufacturing-tf-dev-dependencies.yml": "conda",
+    "28-microsoft-forecasting-tools-environment.yml": "conda",
+    "29-microsoft-AzureML-BERT-environment.yml": "conda",
+}
+# fmt: on
+
+
+def test_every_real_file_has_an_outcome():
+    assert sorted(p.name for p in REAL_FILES.glob("*.yml")) == sorted(REAL_OUTCOMES) and len(REAL_OUTCOMES) >= 20
+
+
+@pytest.mark.parametrize("name", sorted(REAL_OUTCOMES))
+def test_a_real_conda_file_saves_with_its_builder_or_is_refused_in_one_line(project, cli, name):
+    source = (REAL_FILES / name).read_bytes()
+    (project / name).write_bytes(source)
+    result = save(cli, "--conda-file", name)
+    expected = REAL_OUTCOMES[name]
+    if expected in ("pip", "conda"):
+        assert result.exit_code == 0, result.output
+        assert f"environment: {expected} builder (" in result.output
+        assert (project / "out" / "environment" / name).read_bytes() == source  # verbatim, CRLF and all
+        assert cli("verify", "out").exit_code == 0
+    else:
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 1, result.output
+        assert lines[0].startswith("bundler: error: ") and f"{name}{expected}" in lines[0]
+        assert not (project / "out").exists()

@@ -291,3 +291,8 @@ def test_a_top_file_that_includes_a_requirements_txt_keeps_its_own_name(tmp_path
     assert "--requirement /tmp/bundler/environment/prod.txt" in (out / "Dockerfile").read_text()
     assert json.loads((out / "bundle.json").read_text())["inputs"]["requirements_file"] == "environment/prod.txt"
     assert "surely-not-installed-pkg" in missing_requirements(out)  # serve reads the file the image installs
+
+
+def test_a_template_placeholder_in_place_of_a_version_is_a_problem():
+    (problem,) = parse("azureml-core=={{latest-pypi-version}}\n").problems
+    assert problem[0] == 1 and "template placeholder, {{latest-pypi-version}}, not a version" in problem[1]
