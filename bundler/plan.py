@@ -18,7 +18,8 @@ from bundler.conda import CondaFiles
 from bundler.config import DOCKER_HUB, Config, registry_of
 from bundler.entries import Copied, FileEntry, Generated, RegistryBlob
 from bundler.entry_script import EntryScriptInfo
-from bundler.environment import EnvironmentBuild, EnvironmentPlan, plan_environment, server_requirements
+from bundler.environment import EnvironmentBuild, server_requirements
+from bundler.environment_plan import EnvironmentPlan, plan_environment
 from bundler.errors import ConfigError, EntryScriptError, SourceError
 from bundler.layout import ModelRecord
 from bundler.registry import ModelVersion

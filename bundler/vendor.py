@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bundler import conda, layout
 from bundler.entries import Copied, FileEntry, Generated
-from bundler.environment import missing_conda_specs
+from bundler.environment_plan import missing_conda_specs
 from bundler.errors import BundlerError
 from bundler.plan import Plan
 

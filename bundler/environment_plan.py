@@ -1,0 +1,181 @@
+"""Which environment a bundle installs, and how: the environment half of a plan. PURE.
+
+From the user's requirements files, or a conda file, it decides the builder (pip, or conda
+when pip cannot install what the conda file asks for as conda would), the base image's
+default, and the files under environment/ (the user's as they are, and a derived
+requirements file when pip installs a conda file). environment.py holds the builders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from bundler import conda, layout, requirements
+from bundler.config import Config
+from bundler.entries import Copied, FileEntry, Generated
+from bundler.environment import CONDA_BASE_IMAGE, EnvironmentBuild, conda_build, pip_build
+from bundler.requirements import RequirementFiles
+
+DERIVED_REQUIREMENTS = f"{layout.ENVIRONMENT_DIR}/requirements-from-conda.txt"
+
+
+@dataclass(frozen=True)
+class EnvironmentPlan:
+    """The environment half of a plan: how stage 1 builds it and the files it needs."""
+
+    build: EnvironmentBuild
+    files: tuple[FileEntry, ...]  # under environment/
+    requirements_file: str  # what bundle.json names as installed: pip's top file, or the conda file
+    conda_file: str | None  # the conda file as it ships, when one was given
+    base_image: str
+    requirement_names: tuple[str, ...]  # the distributions the user's environment asks for
+    unpinned: tuple[str, ...]  # packages a build may resolve differently each time
+    variables: tuple[tuple[str, str], ...] = ()  # a conda file's variables: conda sets them on activation
+
+
+def plan_environment(
+    config: Config, requirement_files: RequirementFiles | None, conda_files: conda.CondaFiles | None
+) -> EnvironmentPlan:
+    if conda_files is not None:
+        return _from_conda(config, conda_files)
+    files, requirements_file = _requirement_entries(requirement_files)
+    reqs = requirement_files.requirements if requirement_files else ()
+    hashed = requirement_files is not None and requirement_files.hashed
+    return EnvironmentPlan(
+        build=pip_build(requirements_file, hashed, config.vendor, config.python, config.platform),
+        files=files,
+        requirements_file=requirements_file,
+        conda_file=None,
+        base_image=config.base_image,
+        requirement_names=tuple(r.name for r in reqs),
+        unpinned=requirement_files.unpinned if requirement_files and not config.vendor else (),
+    )
+
+
+def _requirement_entries(requirement_files: RequirementFiles | None) -> tuple[tuple[FileEntry, ...], str]:
+    """The user's requirement files under environment/, and the one the image installs.
+
+    The top file becomes environment/requirements.txt, unless it includes a file of that
+    name (prod.txt: -r requirements.txt); then it keeps its own. The files it includes keep
+    their paths relative to it, so its -r / -c lines resolve in the image.
+    """
+    if requirement_files is None:
+        empty = Generated(b"# No requirements were given to bundler save.\n")
+        return (FileEntry(layout.DEFAULT_REQUIREMENTS, layout.FILE_MODE, empty),), layout.DEFAULT_REQUIREMENTS
+    (top_name, top), *included = requirement_files.files
+    top_path = layout.DEFAULT_REQUIREMENTS
+    if any(rel == PurePosixPath(layout.DEFAULT_REQUIREMENTS).name for rel, _ in included):
+        top_path = f"{layout.ENVIRONMENT_DIR}/{top_name}"
+    entries = [FileEntry(top_path, layout.FILE_MODE, Copied(top))]
+    entries += [FileEntry(f"{layout.ENVIRONMENT_DIR}/{rel}", layout.FILE_MODE, Copied(path)) for rel, path in included]
+    return tuple(entries), top_path
+
+
+def _from_conda(config: Config, conda_files: conda.CondaFiles) -> EnvironmentPlan:
+    """A conda file: installed by pip into a venv when every package has an exact PyPI twin
+    (or conda_builder says "pip"), else by micromamba; either way the file ships as it is."""
+    environment = conda_files.environment
+    where = str(conda_files.top)
+    translation = conda.translate(environment)
+    python = _python_of(config, environment, where)
+    conda_path = f"{layout.ENVIRONMENT_DIR}/{conda_files.top.name}"
+    files = [FileEntry(conda_path, layout.FILE_MODE, Copied(conda_files.top))]
+    files += [
+        FileEntry(f"{layout.ENVIRONMENT_DIR}/{rel}", layout.FILE_MODE, Copied(path))
+        for rel, path in conda_files.included
+    ]
+    pip_names = tuple(r.name for r in conda_files.pip_requirements)
+    blocker = translation.blocker
+    if config.conda_builder == "pip" and blocker is not None:
+        spec, why = blocker
+        raise conda.CondaFileError(
+            f'{where}:{spec.line}: {why}, so pip cannot install it as conda would; set conda_builder = "conda" '
+            '(or "auto"), or change the package'
+        )
+    if config.conda_builder == "conda" or blocker is not None:
+        reason = 'asked for: conda_builder "conda"' if blocker is None else f"{blocker[1]} (line {blocker[0].line})"
+        names = tuple(
+            conda.PYPI_TWINS.get(s.name, s.name) for s in environment.dependencies if s.name not in conda.NOT_PACKAGES
+        )
+        return EnvironmentPlan(
+            build=conda_build(
+                conda_path, missing_conda_specs(environment, python), config.vendor, python, config.platform, reason
+            ),
+            files=tuple(files),
+            requirements_file=conda_path,
+            conda_file=conda_path,
+            base_image=config.base_image or CONDA_BASE_IMAGE,
+            requirement_names=names + pip_names,
+            unpinned=() if config.vendor else _conda_unpinned(environment, conda_files),
+            variables=environment.variables,
+        )
+    derived = _derived_requirements(conda_files, translation)
+    files.append(FileEntry(DERIVED_REQUIREMENTS, layout.FILE_MODE, Generated(derived)))
+    parsed = requirements.parse(derived.decode("utf-8"))
+    unpinned = sorted(
+        {r.name for r in parsed.requirements + conda_files.pip_requirements if not r.pinned}, key=str.lower
+    )
+    return EnvironmentPlan(
+        build=pip_build(
+            DERIVED_REQUIREMENTS,
+            parsed.hashed,
+            config.vendor,
+            python,
+            config.platform,
+            "every conda package in the file has an exact PyPI twin",
+        ),
+        files=tuple(files),
+        requirements_file=DERIVED_REQUIREMENTS,
+        conda_file=conda_path,
+        base_image=config.base_image or f"python:{python}-slim",
+        requirement_names=tuple(r.name for r in parsed.requirements) + pip_names,
+        unpinned=() if config.vendor else tuple(unpinned),
+        variables=environment.variables,
+    )
+
+
+def _python_of(config: Config, environment: conda.CondaEnvironment, where: str) -> str:
+    """X.Y of the image's Python: the conda file's when it pins one, else [environment] python."""
+    pinned = environment.python_version()
+    if pinned and config.python_given and pinned != config.python:
+        raise conda.CondaFileError(
+            f"{where}:{environment.python.line}: the conda file asks for Python {pinned}, but [environment] "
+            f"python is {config.python}; keep one of the two"
+        )
+    return pinned or config.python
+
+
+def missing_conda_specs(environment: conda.CondaEnvironment, python: str) -> tuple[str, ...]:
+    """What the server needs that the conda file does not ask for: Python, and pip to install the server."""
+    names = {spec.name for spec in environment.dependencies}
+    return tuple(spec for name, spec in (("python", f"python={python}"), ("pip", "pip")) if name not in names)
+
+
+def _conda_unpinned(environment: conda.CondaEnvironment, conda_files: conda.CondaFiles) -> tuple[str, ...]:
+    loose = {
+        s.name
+        for s in environment.dependencies
+        if s.name not in conda.NOT_PACKAGES
+        and not s.build
+        and not (s.version and s.version.startswith("==") and "*" not in s.version)
+    }
+    loose |= {r.name for r in conda_files.pip_requirements if not r.pinned}
+    return tuple(sorted(loose, key=str.lower))
+
+
+def _derived_requirements(conda_files: conda.CondaFiles, translation: conda.Translation) -> bytes:
+    """The pip requirements a conda file stands for, readable: where each line came from."""
+    name = conda_files.top.name
+    lines = [
+        f"# Derived by bundler save from {name}. Every conda package in it has an exact",
+        '# PyPI twin, so pip installs them into a venv (conda builder "pip"). Generated:',
+        "# edit the conda file and save again, rather than this file.",
+    ]
+    lines += [
+        f"{requirement}  # conda: {spec.text} (line {spec.line})" for requirement, spec in translation.requirements
+    ]
+    if conda_files.environment.pip:
+        lines.append(f"# The pip: list of {name}, as it is:")
+        lines += [line for line, _ in conda_files.environment.pip]
+    return ("\n".join(lines) + "\n").encode()
