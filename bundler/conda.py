@@ -277,36 +277,26 @@ def collect(top: Path, vendored: bool = False) -> CondaFiles:
         raise CondaFileError(f"{top}: cannot read the conda file ({exc})") from exc
     environment = parse(text, where)
     if environment.pip:
-        pip_text = "".join(f"{line}\n" for line, _ in environment.pip)
-        parsed = requirements.parse(pip_text)
+        parsed = requirements.parse("".join(f"{line}\n" for line, _ in environment.pip))
         lines = {index + 1: number for index, (_, number) in enumerate(environment.pip)}
-        if parsed.problems:
-            index, problem = parsed.problems[0]
-            raise CondaFileError(f"{where}:{lines.get(index, 0)}: pip: {problem}")
-        if parsed.local_find_links and not vendored:
-            index, option = parsed.local_find_links[0]
-            raise CondaFileError(
-                f"{where}:{lines.get(index, 0)}: pip: {option} is a folder on this machine, which the image build "
-                "cannot see; save with --vendor or publish the wheels to an index"
-            )
+
+        def where_in_pip(index: int) -> str:
+            return f"{where}:{lines.get(index, 0)}: pip: "
+
+        try:
+            requirements.refuse_what_the_build_cannot_use(parsed, vendored, where_in_pip)
+        except requirements.RequirementsError as exc:
+            raise CondaFileError(str(exc)) from None
         included, pip_requirements = [], list(parsed.requirements)
         for index, include in parsed.includes:
             rel = posixpath.normpath(include)
-            file = top.parent / include
-            if (
-                rel.startswith(("../", "/"))
-                or rel == ".."
-                or not file.is_file()
-                or not (file.resolve().is_relative_to(top.parent.resolve()))
-            ):
-                raise CondaFileError(
-                    f"{where}:{lines.get(index, 0)}: pip: includes {include}, which must be a file in the conda "
-                    "file's folder or below (it ships beside it)"
-                )
-            files = requirements.collect(file, vendored=vendored)
-            included.extend(
+            problem = requirements.include_problem(include, rel, top.parent / include, top)
+            if problem:
+                raise CondaFileError(f"{where_in_pip(index)}{problem.replace(top.name, 'the conda file')}")
+            files = requirements.collect(top.parent / include, vendored=vendored)
+            included += [
                 (posixpath.normpath(posixpath.join(posixpath.dirname(rel), sub)), path) for sub, path in files.files
-            )
-            pip_requirements.extend(files.requirements)
+            ]
+            pip_requirements += files.requirements
         return CondaFiles(top, tuple(dict.fromkeys(included)), environment, tuple(pip_requirements))
     return CondaFiles(top, (), environment, ())

@@ -213,13 +213,13 @@ def collect(top: Path, vendored: bool = False, strict: bool = True) -> Requireme
             continue  # included twice, or a cycle
         parsed = parse(_read(path, strict))
         if strict:
-            _refuse_what_the_build_cannot_use(path, parsed, vendored)
+            refuse_what_the_build_cannot_use(parsed, vendored, lambda number, path=path: f"{path}:{number}: ")
         files.append((rel, path))
         requirements.extend(parsed.requirements)
         hashed = hashed or parsed.hashed
         for number, include in parsed.includes:
             included = posixpath.normpath(posixpath.join(posixpath.dirname(rel), include))
-            problem = _include_problem(include, included, path.parent / include, top)
+            problem = include_problem(include, included, path.parent / include, top)
             if problem is None:
                 pending.append((included, path.parent / include))
             elif strict:
@@ -227,26 +227,28 @@ def collect(top: Path, vendored: bool = False, strict: bool = True) -> Requireme
     return RequirementFiles(tuple(files), tuple(requirements), hashed)
 
 
-def _refuse_what_the_build_cannot_use(path: Path, parsed: Parsed, vendored: bool) -> None:
+def refuse_what_the_build_cannot_use(parsed: Parsed, vendored: bool, where) -> None:
+    """Raise RequirementsError for the first line the image build could not use; `where(line)`
+    says where a line is ("FILE:LINE: ", or a conda file's line and "pip: ")."""
     if parsed.problems:
         number, problem = parsed.problems[0]
-        raise RequirementsError(f"{path}:{number}: {problem}")
+        raise RequirementsError(f"{where(number)}{problem}")
     if parsed.local_find_links and not vendored:
         number, option = parsed.local_find_links[0]
         raise RequirementsError(
-            f"{path}:{number}: {option} is a folder on this machine, which the image build cannot see; "
+            f"{where(number)}{option} is a folder on this machine, which the image build cannot see; "
             "save with --vendor (the bundle then carries the wheels found there) or publish them to an index"
         )
     direct = next((r for r in parsed.requirements if r.direct), None)
     if vendored and direct is not None:
         raise RequirementsError(
-            f"{path}:{direct.line}: {direct.name} is fetched from its URL when the image is built, even from a "
+            f"{where(direct.line)}{direct.name} is fetched from its URL when the image is built, even from a "
             "vendored bundle; require it by name and version (name==1.2.3) so its wheel ships, "
             "or save without --vendor"
         )
 
 
-def _include_problem(include: str, included: str, file: Path, top: Path) -> str | None:
+def include_problem(include: str, included: str, file: Path, top: Path) -> str | None:
     """Why an included file (`-r include`, at `included` relative to the top file) cannot ship, if so."""
     if included.startswith(("../", "/")) or included == "..":
         return (
