@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
-from bundler import conda, layout, requirements
+from bundler import layout, requirements
 from bundler.config import Config
 from bundler.entries import Copied, FileEntry, Generated
 from bundler.environment import CONDA_BASE_IMAGE, EnvironmentBuild, conda_build, pip_build
 from bundler.requirements import RequirementFiles
+
+if TYPE_CHECKING:  # conda's module loads only when a conda file is given
+    from bundler import conda
 
 DERIVED_REQUIREMENTS = f"{layout.ENVIRONMENT_DIR}/requirements-from-conda.txt"
 
@@ -75,6 +79,8 @@ def _requirement_entries(requirement_files: RequirementFiles | None) -> tuple[tu
 def _from_conda(config: Config, conda_files: conda.CondaFiles) -> EnvironmentPlan:
     """A conda file: installed by pip into a venv when every package has an exact PyPI twin
     (or conda_builder says "pip"), else by micromamba; either way the file ships as it is."""
+    from bundler import conda
+
     environment = conda_files.environment
     where = str(conda_files.top)
     translation = conda.translate(environment)
@@ -137,9 +143,11 @@ def _from_conda(config: Config, conda_files: conda.CondaFiles) -> EnvironmentPla
 
 def _python_of(config: Config, environment: conda.CondaEnvironment, where: str) -> str:
     """X.Y of the image's Python: the conda file's when it pins one, else [environment] python."""
+    from bundler.conda import CondaFileError
+
     pinned = environment.python_version()
     if pinned and config.python_given and pinned != config.python:
-        raise conda.CondaFileError(
+        raise CondaFileError(
             f"{where}:{environment.python.line}: the conda file asks for Python {pinned}, but [environment] "
             f"python is {config.python}; keep one of the two"
         )
@@ -153,10 +161,12 @@ def missing_conda_specs(environment: conda.CondaEnvironment, python: str) -> tup
 
 
 def _conda_unpinned(environment: conda.CondaEnvironment, conda_files: conda.CondaFiles) -> tuple[str, ...]:
+    from bundler.conda import NOT_PACKAGES
+
     loose = {
         s.name
         for s in environment.dependencies
-        if s.name not in conda.NOT_PACKAGES
+        if s.name not in NOT_PACKAGES
         and not s.build
         and not (s.version and s.version.startswith("==") and "*" not in s.version)
     }

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from bundler import __version__, imports, layout
-from bundler.conda import CondaFiles
 from bundler.config import DOCKER_HUB, Config, registry_of
 from bundler.entries import Copied, FileEntry, Generated, RegistryBlob
 from bundler.entry_script import EntryScriptInfo
@@ -25,6 +25,9 @@ from bundler.layout import ModelRecord
 from bundler.registry import ModelVersion
 from bundler.requirements import RequirementFiles
 from bundler.sources import SourceSelection
+
+if TYPE_CHECKING:  # conda's module loads only when a conda file is given
+    from bundler.conda import CondaFiles
 
 # -- inputs ------------------------------------------------------------------------------
 

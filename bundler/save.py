@@ -12,8 +12,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bundler import conda, emit, entry_script, layout, render, requirements, secret_rules, sources
 from bundler import config as config_module
+from bundler import emit, entry_script, layout, render, requirements, secret_rules, sources
 from bundler import plan as plan_module
 from bundler.entries import FileEntry
 from bundler.errors import ConfigError, SourceError
@@ -73,6 +73,8 @@ def gather(flags: config_module.Flags, home: Path, cwd: Path, outdir: Path) -> p
     if config.requirements:
         requirement_files = requirements.collect(config.requirements, vendored=config.vendor)
     if config.conda_file:
+        from bundler import conda  # only for a conda file: it brings PyYAML
+
         conda_files = conda.collect(config.conda_file, vendored=config.vendor)
     shipped_text = [f.file for f in selection.files] if selection else [config.entry_script]
     shipped_text += [path for _, path in requirement_files.files] if requirement_files else []
