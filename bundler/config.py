@@ -19,7 +19,7 @@ from typing import Any
 
 from bundler.config_file import Document, Setting
 from bundler.errors import ConfigError, InputError
-from bundler.layout import ServerSettings
+from bundler.layout import NEWER_PYTHON, ServerSettings, python_too_old
 from bundler.registry import ModelRef, parse_ref
 
 ENGINES = ("auto", "bundler", "azureml")
@@ -193,6 +193,8 @@ def _environment(flags: Flags, document: Document, cwd: Path) -> _EnvironmentTab
     python = given or Setting("3.11", "[environment] python", cwd)
     if not re.fullmatch(r"3\.[0-9]{1,2}", python.value):
         raise ConfigError(f'{python.where}: python must look like "3.11", not {python.value!r}')
+    if python_too_old(python.value):
+        raise ConfigError(f'{python.where}: python {python.value} is too old: {NEWER_PYTHON}; set python = "3.11"')
     base_image = _chosen(flags.base_image, "--base-image", cwd, document, "environment", "base_image")
     if base_image is None and conda_file is None:
         base_image = Setting(f"python:{python.value}-slim", document.where("environment", "base_image"), cwd)
@@ -305,6 +307,11 @@ def _check_rules(environment: _EnvironmentTable, registry: RegistryLogin | None,
         raise ConfigError(
             f"{base_image.where}: {image} runs Python {image_python.group(1)}, but the wheels would be "
             f'vendored for Python {python.value}; set [environment] python = "{image_python.group(1)}" so they match'
+        )
+    if image_python and python_too_old(image_python.group(1)):
+        raise ConfigError(
+            f"{base_image.where}: {image} runs Python {image_python.group(1)}, too old: {NEWER_PYTHON}; "
+            "use e.g. python:3.11-slim"
         )
     address = registry_of(image) if image else DOCKER_HUB
     if registry is not None and registry.address != address:

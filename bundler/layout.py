@@ -63,6 +63,15 @@ VENV = "/opt/venv"
 RUNTIME_ROOT = "/opt/bundler"
 BUILD_ROOT = "/tmp/bundler"  # where stage 1 reads the environment files
 USER_NAME, USER_ID = "bundler", 10001
+# The image's Python: the scoring server's gunicorn needs 3.10 (and 3.9 is past its end of life).
+OLDEST_PYTHON = (3, 10)
+NEWER_PYTHON = "the scoring server needs Python 3.10 or newer"
+
+
+def python_too_old(version: str) -> bool:
+    """True for an X.Y the image's Python cannot be, e.g. "3.8"."""
+    major, minor = (int(part) for part in version.split(".")[:2])
+    return (major, minor) < OLDEST_PYTHON
 
 
 def model_folder(name: str, version: int) -> str:

@@ -107,6 +107,10 @@ CASES = [
     ("vendored wheels for another Python", nothing,
      [*SAVE, "--vendor", "--base-image", "python:3.12-slim"], 2,
      "python:3.12-slim runs Python 3.12, but the wheels would be vendored for Python 3.11"),
+    ("python too old for the server", lambda p: write(p / "bundler.toml", '[environment]\npython = "3.9"\n'), SAVE, 2,
+     'python 3.9 is too old: the scoring server needs Python 3.10 or newer; set python = "3.11"'),
+    ("base image Python too old", nothing, [*SAVE, "--base-image", "python:3.8-slim"], 2,
+     "python:3.8-slim runs Python 3.8, too old: the scoring server needs Python 3.10 or newer"),
     # a user Dockerfile template
     ("template type error", template('{% block labels %}\nLABEL port={{ "p" + plan.port }}\n{% endblock %}'), SAVE, 2,
      "your Dockerfile template line 3: TypeError: can only concatenate str"),
