@@ -28,10 +28,12 @@ KEYS = ("name", "channels", "dependencies", "variables", "prefix")
 DEFAULT_CHANNELS = ("defaults", "conda-forge", "anaconda", "main", "pkgs/main", "r")
 # conda package -> PyPI distribution, for packages whose versions are the same on both sides.
 # fmt: off
+# Left out on purpose: lightgbm (its PyPI wheel needs libgomp, which python:*-slim lacks) and
+# tzdata (conda's is the zoneinfo database, versioned 2024a; PyPI's a Python package, 2024.1).
 PYPI_TWINS = {
     "numpy": "numpy", "scipy": "scipy", "pandas": "pandas", "scikit-learn": "scikit-learn", "joblib": "joblib",
     "pytorch": "torch", "torchvision": "torchvision", "py-xgboost": "xgboost", "xgboost": "xgboost",
-    "lightgbm": "lightgbm", "catboost": "catboost", "onnx": "onnx", "onnxruntime": "onnxruntime",
+    "catboost": "catboost", "onnx": "onnx", "onnxruntime": "onnxruntime",
     "pyyaml": "pyyaml", "matplotlib": "matplotlib", "matplotlib-base": "matplotlib", "seaborn": "seaborn",
     "scikit-image": "scikit-image", "statsmodels": "statsmodels", "nltk": "nltk", "requests": "requests",
     "flask": "flask", "pillow": "pillow", "tqdm": "tqdm", "click": "click", "pyarrow": "pyarrow",
@@ -50,11 +52,14 @@ PYPI_TWINS = {
     "itsdangerous": "itsdangerous", "cachetools": "cachetools", "filelock": "filelock", "fsspec": "fsspec",
     "boto3": "boto3", "botocore": "botocore", "azure-identity": "azure-identity", "pytest": "pytest",
     "ipykernel": "ipykernel", "ipython": "ipython", "tenacity": "tenacity", "toolz": "toolz",
-    "wrapt": "wrapt", "pyparsing": "pyparsing", "tzdata": "tzdata", "regex": "regex", "threadpoolctl":
+    "wrapt": "wrapt", "pyparsing": "pyparsing", "regex": "regex", "threadpoolctl":
     "threadpoolctl", "patsy": "patsy", "xlsxwriter": "xlsxwriter", "smart_open": "smart-open",
 }
 # fmt: on
 NOT_PACKAGES = ("python", "pip")  # the interpreter and its installer: the image's, not requirements
+# Variables bundler sets itself in the image: a conda file's variables may not change them.
+RESERVED_VARIABLES = ("PATH", "PYTHONPATH", "PYTHONHOME", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED")
+RESERVED_PREFIXES = ("BUNDLER_", "AML_", "AZUREML_")
 
 
 class CondaFileError(InputError):
@@ -79,16 +84,26 @@ class CondaEnvironment:
     dependencies: tuple[MatchSpec, ...]
     pip: tuple[tuple[str, int], ...]  # the nested pip: list, line by line
     variables: tuple[tuple[str, str], ...] = ()
+    prefix_span: tuple[int, int] | None = None  # where `prefix:` (a path on this machine) is in the text
 
     @property
     def python(self) -> MatchSpec | None:
         return next((spec for spec in self.dependencies if spec.name == "python"), None)
 
-    def python_version(self) -> str | None:
-        """X.Y when the file pins Python to one minor version (python=3.10, python=3.10.12), else None."""
+    def python_versions(self) -> tuple[str, ...] | None:
+        """The X.Y versions the file's python spec admits (3.0 to 3.19): ("3.10",) for python=3.10,
+        python=3.10.12 or python>=3.10,<3.11; () when it names none; None when pip could not read it."""
         spec = self.python
-        match = re.fullmatch(r"(?:==)?(3\.\d{1,2})(?:\.[\d*]+)*", spec.version or "") if spec else None
-        return match.group(1) if match else None
+        exact = re.fullmatch(r"(?:==)?(3\.\d{1,2})(?:\.[\d*]+)*", spec.version or "") if spec else None
+        if exact:
+            return (exact.group(1),)
+        version = pip_version(spec) if spec else None
+        if version is None:
+            return None
+        from packaging.specifiers import SpecifierSet
+
+        admits = SpecifierSet(version)
+        return tuple(f"3.{minor}" for minor in range(20) if any(f"3.{minor}.{patch}" in admits for patch in range(31)))
 
 
 @dataclass(frozen=True)
@@ -108,6 +123,7 @@ class CondaFiles:
     included: tuple[tuple[str, Path], ...]
     environment: CondaEnvironment
     pip_requirements: tuple[requirements.Requirement, ...]
+    shipped: bytes | None = None  # what ships when it is not the file as it is: without its prefix: line
 
 
 def parse(text: str, where: str) -> CondaEnvironment:
@@ -130,15 +146,17 @@ def parse(text: str, where: str) -> CondaEnvironment:
             raise CondaFileError(
                 f"{where}:{key.start_mark.line + 1}: unknown key {key.value!r}; a conda file holds {', '.join(KEYS)}"
             )
+        if key.value in values:
+            raise CondaFileError(f"{where}:{key.start_mark.line + 1}: {key.value} is given twice; keep one")
         values[key.value] = value
     channels = tuple(_channel(node, where) for node in _sequence(values.get("channels"), "channels", where))
-    dependencies, pip = [], ()
+    dependencies, pip = [], []
     for node in _sequence(values.get("dependencies"), "dependencies", where):
         if isinstance(node, yaml.MappingNode) and [k.value for k, _ in node.value] == ["pip"]:
-            pip = tuple(
+            pip += [  # several pip: lists install together, as conda has them
                 (_string(item, "a pip entry", where), item.start_mark.line + 1)
                 for item in _sequence(node.value[0][1], "pip", where)
-            )
+            ]
         else:
             dependencies.append(match_spec(_string(node, "a dependency", where), node.start_mark.line + 1, where))
     name = values.get("name")
@@ -146,9 +164,20 @@ def parse(text: str, where: str) -> CondaEnvironment:
         name=_string(name, "name", where) if name is not None else None,
         channels=channels,
         dependencies=tuple(dependencies),
-        pip=pip,
+        pip=tuple(pip),
         variables=_variables(values.get("variables"), where),
+        prefix_span=_lines_of(text, root, "prefix"),
     )
+
+
+def _lines_of(text: str, root, key: str) -> tuple[int, int] | None:
+    """The span of the whole lines a top-level key and its value take in text, if it is there."""
+    for key_node, value in root.value:
+        if key_node.value == key:
+            start = text.rfind("\n", 0, key_node.start_mark.index) + 1
+            end = text.find("\n", max(value.end_mark.index - 1, key_node.start_mark.index))
+            return start, len(text) if end < 0 else end + 1
+    return None
 
 
 def _sequence(node, what: str, where: str) -> list:
@@ -173,6 +202,10 @@ def _string(node, what: str, where: str) -> str:
 
 def _channel(node, where: str) -> tuple[str, int]:
     channel, line = _string(node, "a channel", where), node.start_mark.line + 1
+    return _channel_value(channel, line, where), line
+
+
+def _channel_value(channel: str, line: int, where: str) -> str:
     if channel.startswith(("file:", "/", ".", "~")) or re.match(r"[A-Za-z]:\\", channel):
         raise CondaFileError(
             f"{where}:{line}: channel {channel} is a folder on this machine, which the image build cannot see; "
@@ -185,7 +218,7 @@ def _channel(node, where: str) -> tuple[str, int]:
         raise CondaFileError(
             f"{where}:{line}: channel URL holds a credential ({secret}); {requirements.CREDENTIAL_FIX}"
         )
-    return channel, line
+    return channel
 
 
 def _variables(node, where: str) -> tuple[tuple[str, str], ...]:
@@ -200,13 +233,26 @@ def _variables(node, where: str) -> tuple[tuple[str, str], ...]:
         name = _string(key, "a variable's name", where)
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             raise CondaFileError(f"{where}:{key.start_mark.line + 1}: variable {name!r} is not a valid name")
+        line = key.start_mark.line + 1
+        if name in RESERVED_VARIABLES or name.startswith(RESERVED_PREFIXES):
+            raise CondaFileError(
+                f"{where}:{line}: variable {name} would change how the image's server runs (bundler sets it); "
+                "drop it from variables"
+            )
         if not isinstance(value, yaml.ScalarNode):  # a number or true is fine: it becomes text, as conda has it
             raise CondaFileError(f"{where}:{value.start_mark.line + 1}: the value of {name} must be a single value")
+        if not value.value.isprintable():
+            raise CondaFileError(f"{where}:{line}: the value of {name} holds a line break or a control character")
+        secret = credentials.find(value.value)
+        if secret:  # it becomes an ENV line of the image
+            raise CondaFileError(
+                f"{where}:{line}: variable {name} holds a credential ({secret}); {requirements.CREDENTIAL_FIX}"
+            )
         variables.append((name, value.value))
     return tuple(variables)
 
 
-_SPEC = re.compile(r"(?:(?P<channel>[^:\s]+)::)?(?P<name>[A-Za-z0-9_][A-Za-z0-9_.+-]*)\s*(?P<rest>.*)")
+_SPEC = re.compile(r"(?:(?P<channel>\S+?)::)?(?P<name>[A-Za-z0-9_][A-Za-z0-9_.+-]*)\s*(?P<rest>.*)")
 
 
 def match_spec(text: str, line: int, where: str) -> MatchSpec:
@@ -216,55 +262,74 @@ def match_spec(text: str, line: int, where: str) -> MatchSpec:
     if not match:
         raise CondaFileError(f"{where}:{line}: {text!r} is not a conda package spec (name, name=1.2, name>=1.2)")
     channel, name, rest = match["channel"], match["name"].lower(), match["rest"].strip()
-    if channel and (channel.startswith(("file:", "/", ".")) or credentials.find(channel)):
-        raise CondaFileError(f"{where}:{line}: {text}: the channel must be a name or a URL the build can reach")
-    version = build = None
-    fuzzy = False
-    if rest.startswith("=") and not rest.startswith("=="):
-        version, _, build = rest[1:].partition("=")
-        fuzzy = True
-    elif " " in rest and not re.match(r"[<>!=]", rest):
-        version, build = rest.split(None, 1)
-        fuzzy = version.endswith("*")
-    elif rest:
-        version, fuzzy = rest, rest.endswith("*")
-    return MatchSpec(text.strip(), line, name, channel, version or None, build or None, fuzzy)
+    if channel:
+        _channel_value(channel, line, where)
+    version, _, build = rest.partition(" ") if " " in rest else (rest, "", "")
+    fuzzy = version.startswith("=") and not version.startswith("==")
+    if fuzzy:
+        version = version[1:]
+    # A build after the version: name=1.3=build, name>=1.3=build
+    split = re.match(r"(.*?[0-9*])=(?!=)(.+)", version)
+    if split and not build:
+        version, build = split.groups()
+    return MatchSpec(text.strip(), line, name, channel, version or None, build.strip() or None, fuzzy)
 
 
 def translate(environment: CondaEnvironment) -> Translation:
-    """The pip requirement for each conda package, while each has an exact PyPI twin."""
+    """The pip requirement for each conda package, while each has an exact PyPI twin; packages
+    may come from a channel other than the default ones only when conda builds them."""
+    private = next(((c, line) for c, line in environment.channels if c not in DEFAULT_CHANNELS + ("nodefaults",)), None)
     converted = []
     for spec in environment.dependencies:
-        if spec.name in NOT_PACKAGES:
-            continue
         reason = why_not_pip(spec)
+        if reason is None and private and spec.name not in NOT_PACKAGES:
+            reason = f"{spec.name} may come from the channel {private[0]} (line {private[1]}), which pip cannot read"
         if reason:
             return Translation(tuple(converted), (spec, reason))
-        converted.append((PYPI_TWINS[spec.name] + _pip_version(spec), spec))
+        if spec.name not in NOT_PACKAGES:
+            converted.append((PYPI_TWINS[spec.name] + pip_version(spec), spec))
     return Translation(tuple(converted), None)
 
 
 def why_not_pip(spec: MatchSpec) -> str | None:
-    if spec.name not in PYPI_TWINS:
+    """Why pip cannot install this package as conda would, or None (python and pip: the image's)."""
+    if spec.name not in PYPI_TWINS and spec.name not in NOT_PACKAGES:
         return f"{spec.name} has no PyPI twin that bundler knows"
     if spec.channel and spec.channel not in DEFAULT_CHANNELS:
         return f"{spec.text} comes from the channel {spec.channel}"
     if spec.build:
         return f"{spec.text} asks for a build ({spec.build}), which only conda has"
-    if spec.version and ("|" in spec.version or "[" in spec.version):
-        return f"{spec.text} has a version spec pip does not read"
+    if spec.name not in NOT_PACKAGES and pip_version(spec) is None:
+        return f"{spec.text} has a version spec pip does not read the same way"
     return None
 
 
-def _pip_version(spec: MatchSpec) -> str:
-    version = spec.version
-    if not version:
+def pip_version(spec: MatchSpec) -> str | None:
+    """conda's version spec as pip's (PEP 440), or None where pip would not read it the same."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    version = (spec.version or "").replace(" ", "")
+    if version in ("", "*"):
         return ""
-    if spec.fuzzy:  # name=1.3 is any 1.3.*; name=1.3.* says it itself
-        return f"=={version}" if version.endswith("*") else f"=={version}.*"
-    if version[0] in "<>=!~":
-        return version
-    return f"=={version}"
+    if "|" in version or "[" in version:
+        return None
+    parts = []
+    for part in version.split(","):
+        operator, value = re.match(r"(==|!=|>=|<=|~=|>|<|=)?(.*)", part).groups()
+        if value.endswith("*") and not value.endswith(".*"):
+            value = value[:-1].rstrip(".") + ".*"  # conda's 1.3* is pip's 1.3.*
+        if operator is None or operator == "=":
+            fuzzy = spec.fuzzy or operator == "=" or value.endswith(".*")
+            operator = "=="
+            if fuzzy and not value.endswith(".*"):
+                value += ".*"  # name=1.3 is any 1.3.*
+        parts.append(f"{operator}{value}")
+    text = ",".join(parts)
+    try:
+        SpecifierSet(text)
+    except InvalidSpecifier:
+        return None
+    return text
 
 
 def collect(top: Path, vendored: bool = False) -> CondaFiles:
@@ -272,10 +337,16 @@ def collect(top: Path, vendored: bool = False) -> CondaFiles:
     it at the same relative paths, as requirements includes do."""
     where = str(top)
     try:
-        text = top.read_text(encoding="utf-8-sig")
+        raw = top.read_bytes()
+        text = raw.decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        raise CondaFileError(f"{top}: cannot read the conda file ({exc})") from exc
+        raise CondaFileError(f"{top}: cannot read the conda file ({exc}); it must be UTF-8 text") from exc
     environment = parse(text, where)
+    shipped = None
+    if environment.prefix_span:  # a path on this machine (conda env export writes it): never shipped
+        start, end = environment.prefix_span
+        bom = raw[:3] if raw.startswith(b"\xef\xbb\xbf") else b""
+        shipped = bom + (text[:start] + text[end:]).encode()
     if environment.pip:
         parsed = requirements.parse("".join(f"{line}\n" for line, _ in environment.pip))
         lines = {index + 1: number for index, (_, number) in enumerate(environment.pip)}
@@ -298,5 +369,5 @@ def collect(top: Path, vendored: bool = False) -> CondaFiles:
                 (posixpath.normpath(posixpath.join(posixpath.dirname(rel), sub)), path) for sub, path in files.files
             ]
             pip_requirements += files.requirements
-        return CondaFiles(top, tuple(dict.fromkeys(included)), environment, tuple(pip_requirements))
-    return CondaFiles(top, (), environment, ())
+        return CondaFiles(top, tuple(dict.fromkeys(included)), environment, tuple(pip_requirements), shipped)
+    return CondaFiles(top, (), environment, (), shipped)

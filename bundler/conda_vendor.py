@@ -18,7 +18,7 @@ from pathlib import Path
 from bundler import conda, layout
 from bundler.digest import copy_hashing
 from bundler.entries import Copied, FileEntry
-from bundler.environment import CONDA_CHANNEL_DIR
+from bundler.environment import CONDA_CHANNEL_DIR, FALLBACK_CHANNEL, CondaInstall
 from bundler.errors import BundlerError
 
 SUBDIRS = {"linux/amd64": "linux-64", "linux/arm64": "linux-aarch64"}
@@ -42,8 +42,8 @@ def pip_list_file(conda_file: Path) -> Path | None:
     return path
 
 
-def channel_for(conda_file: Path, specs: tuple[str, ...], platform: str, dest: Path) -> tuple[FileEntry, ...]:
-    """Solve the conda file (plus `specs`) for the image, download every package into `dest`
+def channel_for(conda_file: Path, install: CondaInstall, platform: str, dest: Path) -> tuple[FileEntry, ...]:
+    """Solve the conda file (plus what the install adds) for the image, download every package into `dest`
     as a channel, index it; the channel's files as bundle entries under environment/conda-channel/."""
     try:
         import rattler
@@ -53,16 +53,17 @@ def channel_for(conda_file: Path, specs: tuple[str, ...], platform: str, dest: P
             "vendoring a conda environment needs py-rattler: pip install 'bundler[conda]', or save without --vendor"
         ) from None
     environment = conda.parse(conda_file.read_text(encoding="utf-8-sig"), str(conda_file))
-    channels = [url for name, _ in environment.channels for url in (DEFAULTS if name == "defaults" else (name,))]
+    named = [name for name, _ in environment.channels if name != "nodefaults"]
+    channels = [url for name in named for url in (DEFAULTS if name == "defaults" else (name,))]
     subdir = SUBDIRS[platform]
-    wanted = [spec.text for spec in environment.dependencies] + list(specs)
+    wanted = [spec.text for spec in environment.dependencies] + list(install.extra_specs)
     try:
         records = asyncio.run(
             rattler.solve(
-                channels or ["conda-forge"],
+                channels or [FALLBACK_CHANNEL],
                 wanted,
                 platforms=[subdir, "noarch"],
-                virtual_packages=_image_virtual_packages(rattler, subdir),
+                virtual_packages=_image_virtual_packages(rattler, subdir, install.cuda),
                 timestamp_policy="allow-missing",
             )
         )
@@ -84,8 +85,8 @@ def channel_for(conda_file: Path, specs: tuple[str, ...], platform: str, dest: P
     )
 
 
-def _image_virtual_packages(rattler, subdir: str) -> list:
-    """The system the packages will run on: Linux with the base image's glibc, not this machine."""
+def _image_virtual_packages(rattler, subdir: str, cuda: str | None) -> list:
+    """The system the packages will run on: Linux with the base image's glibc (and CUDA), not this machine."""
 
     def virtual(name: str, version: str):
         return rattler.GenericVirtualPackage(
@@ -93,7 +94,8 @@ def _image_virtual_packages(rattler, subdir: str) -> list:
         )
 
     arch = "x86_64" if subdir == "linux-64" else "aarch64"
-    return [virtual("__linux", "6.1"), virtual("__glibc", GLIBC), virtual("__unix", "0"), virtual("__archspec", arch)]
+    system = [virtual("__linux", "6.1"), virtual("__glibc", GLIBC), virtual("__unix", "0"), virtual("__archspec", arch)]
+    return system + ([virtual("__cuda", cuda)] if cuda else [])
 
 
 def _download(record, target: Path) -> None:

@@ -27,6 +27,7 @@ CONDA_BASE_IMAGE = "debian:bookworm-slim"
 # /opt/conda, which is installed into without root and copied whole into stage 2.
 MICROMAMBA_USER = "57439:57439"
 CONDA_PREFIX = "/opt/conda"
+FALLBACK_CHANNEL = "conda-forge"  # for a conda file that lists no channel
 CONDA_CHANNEL_DIR = f"{layout.ENVIRONMENT_DIR}/conda-channel"  # --vendor: the solved packages, indexed
 PIP_OPTIONS = ("--no-cache-dir", "--disable-pip-version-check")
 
@@ -46,10 +47,19 @@ class Step:
     """One command of stage 1: its program and first options (one line), then its other options
     (a line each). A pip step also says which requirement files it installs (vendoring reads them)."""
 
-    kind: str  # "pip", "conda-install", "conda-clean"
+    kind: str  # "pip", "conda-install", "conda-clean", "seal"
     program: tuple[str, ...]
     arguments: tuple[tuple[str, ...], ...] = ()
     requirements: tuple[RequirementsFile, ...] = ()
+
+
+@dataclass(frozen=True)
+class CondaInstall:
+    """What micromamba installs beside the conda file, for the image the environment runs in."""
+
+    extra_specs: tuple[str, ...]  # what the server needs that the file does not pin: python=X.Y, pip
+    file_has_channels: bool  # else conda-forge: micromamba has no default channel
+    cuda: str | None = None  # X.Y of an nvidia/cuda base image: the build has no GPU to detect it from
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,9 @@ class EnvironmentBuild:
     # the same run, so the server's own requirements get a run of their own, first.
     hashed: bool = False
     builder_image: str | None = None  # conda: the image stage 1 runs in (micromamba's)
+    conda: CondaInstall | None = None  # conda: what micromamba is asked for beside the conda file
+    root_steps: tuple[Step, ...] = ()  # run as root after `steps`, in a RUN of their own
+    builder_user: str | None = None  # who runs `steps`: stage 1 returns to it after root_steps
 
 
 def pip_install(pip: str, files: tuple[RequirementsFile, ...], wheels: str | None) -> Step:
@@ -108,20 +121,24 @@ def pip_build(
 
 
 def conda_build(
-    conda_file: str, extra_specs: tuple[str, ...], vendored: bool, python: str, platform: str, reason: str
+    conda_file: str, conda: CondaInstall, vendored: bool, python: str, platform: str, reason: str
 ) -> EnvironmentBuild:
     """The conda file's environment installed by micromamba into its image's base environment,
-    then the runtime's requirements by that environment's pip; caches cleaned in stage 1.
+    then the runtime's requirements by that environment's pip; caches cleaned, and the prefix
+    made writable by its owner alone (micromamba's image leaves it a+rwx), in stage 1.
     Vendored: from the bundle's own channel, offline, and the pip: list from its wheels."""
     runtime = RequirementsFile.at(layout.RUNTIME_REQUIREMENTS)
     wheels = layout.build_path(layout.WHEELS_DIR) if vendored else None
-    program: tuple[str, ...] = ("micromamba", "install", "--yes", "--name", "base")
-    arguments: tuple[tuple[str, ...], ...] = (("--file", layout.build_path(conda_file), *extra_specs),)
+    variables = (f"CONDA_OVERRIDE_CUDA={conda.cuda}",) if conda.cuda else ()
+    channels: tuple[tuple[str, ...], ...] = () if conda.file_has_channels else (("--channel", FALLBACK_CHANNEL),)
     if vendored:  # micromamba runs pip for the pip: list: PIP_* variables keep it offline too
-        program = ("env", "PIP_NO_INDEX=1", f"PIP_FIND_LINKS={wheels}", *program)
-        channel = f"file://{layout.build_path(CONDA_CHANNEL_DIR)}"
-        arguments = (("--offline", "--override-channels", "--channel", channel), *arguments)
-    create = Step("conda-install", program, arguments)
+        variables += ("PIP_NO_INDEX=1", f"PIP_FIND_LINKS={wheels}")
+        channels = (
+            ("--offline", "--override-channels", "--channel", f"file://{layout.build_path(CONDA_CHANNEL_DIR)}"),
+        )
+    program = ("micromamba", "install", "--yes", "--name", "base")
+    program = ("env", *variables, *program) if variables else program
+    create = Step("conda-install", program, (*channels, ("--file", layout.build_path(conda_file), *conda.extra_specs)))
     return EnvironmentBuild(
         kind="conda",
         reason=reason,
@@ -137,6 +154,9 @@ def conda_build(
         python=python,
         platform=platform,
         builder_image=MICROMAMBA_IMAGE,
+        conda=conda,
+        root_steps=(Step("seal", ("chmod", "-R", "go-w", CONDA_PREFIX)),),
+        builder_user=MICROMAMBA_USER,
     )
 
 

@@ -8,6 +8,7 @@ requirements file when pip installs a conda file). environment.py holds the buil
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 from bundler import layout, requirements
 from bundler.config import Config
 from bundler.entries import Copied, FileEntry, Generated
-from bundler.environment import CONDA_BASE_IMAGE, EnvironmentBuild, conda_build, pip_build
+from bundler.environment import CONDA_BASE_IMAGE, CondaInstall, EnvironmentBuild, conda_build, pip_build
 from bundler.requirements import RequirementFiles
 
 if TYPE_CHECKING:  # conda's module loads only when a conda file is given
@@ -86,7 +87,8 @@ def _from_conda(config: Config, conda_files: conda.CondaFiles) -> EnvironmentPla
     translation = conda.translate(environment)
     python = _python_of(config, environment, where)
     conda_path = f"{layout.ENVIRONMENT_DIR}/{conda_files.top.name}"
-    files = [FileEntry(conda_path, layout.FILE_MODE, Copied(conda_files.top))]
+    shipped = Generated(conda_files.shipped) if conda_files.shipped is not None else Copied(conda_files.top)
+    files = [FileEntry(conda_path, layout.FILE_MODE, shipped)]
     files += [
         FileEntry(f"{layout.ENVIRONMENT_DIR}/{rel}", layout.FILE_MODE, Copied(path))
         for rel, path in conda_files.included
@@ -104,14 +106,14 @@ def _from_conda(config: Config, conda_files: conda.CondaFiles) -> EnvironmentPla
         names = tuple(
             conda.PYPI_TWINS.get(s.name, s.name) for s in environment.dependencies if s.name not in conda.NOT_PACKAGES
         )
+        base_image = config.base_image or CONDA_BASE_IMAGE
+        install = _conda_install(config, conda_files, python, base_image)
         return EnvironmentPlan(
-            build=conda_build(
-                conda_path, missing_conda_specs(environment, python), config.vendor, python, config.platform, reason
-            ),
+            build=conda_build(conda_path, install, config.vendor, python, config.platform, reason),
             files=tuple(files),
             requirements_file=conda_path,
             conda_file=conda_path,
-            base_image=config.base_image or CONDA_BASE_IMAGE,
+            base_image=base_image,
             requirement_names=names + pip_names,
             unpinned=() if config.vendor else _conda_unpinned(environment, conda_files),
             variables=environment.variables,
@@ -142,22 +144,69 @@ def _from_conda(config: Config, conda_files: conda.CondaFiles) -> EnvironmentPla
 
 
 def _python_of(config: Config, environment: conda.CondaEnvironment, where: str) -> str:
-    """X.Y of the image's Python: the conda file's when it pins one, else [environment] python."""
+    """X.Y of the image's Python: the one the conda file pins, else [environment] python (which
+    a range like python>=3.9 must admit): the image and its vendored wheels need one version."""
     from bundler.conda import CondaFileError
 
-    pinned = environment.python_version()
-    if pinned and config.python_given and pinned != config.python:
+    spec = environment.python
+    if spec is None or spec.version is None:
+        return config.python
+    versions = environment.python_versions()
+    if versions is None:
         raise CondaFileError(
-            f"{where}:{environment.python.line}: the conda file asks for Python {pinned}, but [environment] "
+            f"{where}:{spec.line}: {spec.text!r} is not a Python version bundler reads; pin one, e.g. python=3.11"
+        )
+    if len(versions) == 1 and layout.python_too_old(versions[0]):
+        raise CondaFileError(
+            f"{where}:{spec.line}: Python {versions[0]} is too old: {layout.NEWER_PYTHON}; pin e.g. python=3.11 "
+            "(with package versions that support it)"
+        )
+    if len(versions) == 1 and config.python_given and versions[0] != config.python:
+        raise CondaFileError(
+            f"{where}:{spec.line}: the conda file asks for Python {versions[0]}, but [environment] "
             f"python is {config.python}; keep one of the two"
         )
-    return pinned or config.python
+    if len(versions) == 1:
+        return versions[0]
+    if config.python not in versions:
+        raise CondaFileError(
+            f"{where}:{spec.line}: {spec.text!r} does not admit Python {config.python}, the image's; pin one "
+            f"Python, e.g. python={config.python} ({layout.NEWER_PYTHON})"
+        )
+    return config.python
 
 
 def missing_conda_specs(environment: conda.CondaEnvironment, python: str) -> tuple[str, ...]:
-    """What the server needs that the conda file does not ask for: Python, and pip to install the server."""
-    names = {spec.name for spec in environment.dependencies}
-    return tuple(spec for name, spec in (("python", f"python={python}"), ("pip", "pip")) if name not in names)
+    """What the server needs that the conda file does not pin: one Python, and pip to install the server."""
+    specs = []
+    if environment.python_versions() != (python,):
+        specs.append(f"python={python}")  # beside a range (python>=3.9) the file may have
+    if not any(spec.name == "pip" for spec in environment.dependencies):
+        specs.append("pip")
+    return tuple(specs)
+
+
+def _conda_install(config: Config, conda_files: conda.CondaFiles, python: str, base_image: str) -> CondaInstall:
+    """What micromamba gets beside the file, checked for what it cannot do with it."""
+    from bundler.conda import CondaFileError
+
+    environment, where = conda_files.environment, str(conda_files.top)
+    if conda_files.top.suffix not in (".yml", ".yaml"):  # micromamba reads any other name as a list of specs
+        raise CondaFileError(
+            f"{where}: micromamba reads a conda file by its extension; rename it to end in .yml (or .yaml)"
+        )
+    pinned = next((spec for spec in environment.dependencies if spec.channel), None)
+    if config.vendor and pinned is not None:
+        raise CondaFileError(
+            f"{where}:{pinned.line}: {pinned.text!r} names its channel, but a vendored build installs from the "
+            f"bundle's channel alone; write it without '{pinned.channel}::' (keep the channel under channels:)"
+        )
+    cuda = re.search(r"(?:^|/)nvidia/cuda:(\d+\.\d+)", base_image)
+    return CondaInstall(
+        extra_specs=missing_conda_specs(environment, python),
+        file_has_channels=any(name != "nodefaults" for name, _ in environment.channels),
+        cuda=cuda.group(1) if cuda else None,
+    )
 
 
 def _conda_unpinned(environment: conda.CondaEnvironment, conda_files: conda.CondaFiles) -> tuple[str, ...]:

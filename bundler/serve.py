@@ -8,6 +8,7 @@ docs/bundle-layout.md, with the bundle's folders in place of the image's paths).
 from __future__ import annotations
 
 import os
+import posixpath
 import stat
 import sys
 import tempfile
@@ -111,29 +112,46 @@ def unchecked_packages(bundle: Path, manifest: layout.Manifest) -> tuple[str, ..
 
 def _requirements(bundle: Path, manifest: layout.Manifest):
     """(the requirements a Python here must satisfy, the conda packages that cannot be checked)."""
-    from bundler import conda
-    from bundler.requirements import Requirement, collect
+    from bundler.requirements import collect
 
-    found, unchecked = [], []
+    found, unchecked = [], ()
     files = [bundle / layout.RUNTIME_REQUIREMENTS]
     if manifest.builder == "conda" and manifest.conda_file:
-        path = bundle / manifest.conda_file
-        environment = conda.parse(path.read_text(encoding="utf-8-sig"), str(path)) if path.is_file() else None
-        for spec in environment.dependencies if environment else ():
-            if spec.name in conda.NOT_PACKAGES:
-                continue
-            if conda.why_not_pip(spec):
-                unchecked.append(spec.name)
-            else:
-                pin = spec.version[2:] if spec.version and spec.version.startswith("==") else None
-                found.append(Requirement(conda.PYPI_TWINS[spec.name], pin, spec.line))
-        pip_text = "".join(f"{line}\n" for line, _ in environment.pip) if environment else ""
-        found += requirements_module.parse(pip_text).requirements
+        found, unchecked = _conda_requirements(bundle / manifest.conda_file)
     else:
         files.append(bundle / manifest.requirements_file)
     for file in files:
         if file.is_file():
             found += collect(file, strict=False).requirements
+    return found, unchecked
+
+
+def _conda_requirements(path: Path):
+    """What a conda file asks for that pip's metadata here can answer: its packages with a PyPI
+    twin and its pip: list (with the files it includes); and the conda-only packages."""
+    from bundler import conda
+    from bundler.requirements import Requirement, collect, include_problem
+
+    if not path.is_file():
+        return [], ()
+    try:
+        environment = conda.parse(path.read_text(encoding="utf-8-sig"), str(path))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BundlerError(f"{path}: cannot read the bundle's conda file ({exc}); save the bundle again") from None
+    found, unchecked = [], []
+    for spec in environment.dependencies:
+        if spec.name in conda.NOT_PACKAGES:
+            continue
+        if conda.why_not_pip(spec):
+            unchecked.append(spec.name)
+        else:
+            pin = spec.version[2:] if spec.version and spec.version.startswith("==") else None
+            found.append(Requirement(conda.PYPI_TWINS[spec.name], pin, spec.line))
+    pip_list = requirements_module.parse("".join(f"{line}\n" for line, _ in environment.pip))
+    found += pip_list.requirements
+    for _, include in pip_list.includes:  # those inside the bundle's environment folder, as save shipped them
+        if include_problem(include, posixpath.normpath(include), path.parent / include, path) is None:
+            found += collect(path.parent / include, strict=False).requirements
     return found, tuple(unchecked)
 
 

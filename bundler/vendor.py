@@ -17,9 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bundler import conda, layout
+from bundler import layout
 from bundler.entries import Copied, FileEntry, Generated
-from bundler.environment_plan import missing_conda_specs
 from bundler.errors import BundlerError
 from bundler.plan import Plan
 
@@ -56,9 +55,7 @@ def packages_for(plan: Plan, scratch: Path) -> tuple[FileEntry, ...]:
         pip_list = conda_vendor.pip_list_file(conda_file)
         if pip_list is not None:
             download((pip_list,), environment.python, environment.platform, wheel_dir)
-        parsed = conda.parse(conda_file.read_text(encoding="utf-8-sig"), str(conda_file))
-        specs = missing_conda_specs(parsed, environment.python)
-        entries += conda_vendor.channel_for(conda_file, specs, environment.platform, scratch / "channel")
+        entries += conda_vendor.channel_for(conda_file, environment.conda, environment.platform, scratch / "channel")
     wheels = sorted(p for p in wheel_dir.iterdir() if p.suffix == ".whl") if wheel_dir.is_dir() else []
     entries += [FileEntry(f"{layout.WHEELS_DIR}/{p.name}", layout.FILE_MODE, Copied(p)) for p in wheels]
     return tuple(entries)
