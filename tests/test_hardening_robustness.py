@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import require_root
 
 from bundler import emit, in_place, leftovers
 from bundler.cli import shown
@@ -149,8 +150,7 @@ def test_gc_waits_for_no_register(tmp_path):
 @pytest.fixture
 def mount_point(tmp_path):
     """A folder that is a mount point, as a `docker run -v` volume is (a bind mount here)."""
-    if os.geteuid() != 0:
-        pytest.skip("bind mounts need root (CI runs as root)")
+    require_root("bind mounts need root")
     folder = tmp_path / "volume"
     folder.mkdir()
     subprocess.run(["mount", "--bind", str(folder), str(folder)], check=True)
@@ -312,8 +312,7 @@ def test_concurrent_saves_to_a_mount_point_leave_one_whole_bundle(project, cli, 
 
 
 def test_a_mount_point_inside_an_old_bundle_is_never_deleted(project, cli, tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("bind mounts need root (CI runs as root)")
+    require_root("bind mounts need root")
     assert save(cli).exit_code == 0
     precious = write(tmp_path / "precious" / "notes.txt", "keep")
     target = project / "out" / "azureml-app" / "mounted"
@@ -351,8 +350,7 @@ print(" ".join(report.modified) + "|" + " ".join(report.missing))
 def test_an_unlistable_folder_of_ones_own_bundle_is_reported_not_a_crash(project, cli):
     """As the bundle's owner (root lists anything): a folder made mode 000 is modified, and
     what it holds is not called missing."""
-    if os.geteuid() != 0:
-        pytest.skip("runs the check as another user, which needs root (CI runs as root)")
+    require_root("running the check as another user needs root")
     assert save(cli).exit_code == 0
     work = Path(tempfile.mkdtemp(prefix="bundler-owner-"))
     try:

@@ -15,6 +15,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from conftest import require_root
 
 from bundler import emit
 
@@ -65,8 +66,8 @@ def test_a_planted_link_named_like_a_leftover_is_never_followed(project, cli, tm
     assert (victim / "sub" / "precious.txt").read_text() == "keep me"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a folder another user owns")
 def test_a_leftover_another_user_owns_is_left_alone(project, cli):
+    require_root("making a folder another user owns needs root")
     theirs = project / f"{emit.staging_prefix(project / 'out')}theirs"
     write(theirs / "f", "theirs")
     os.chown(theirs, 65534, 65534)
