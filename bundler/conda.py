@@ -18,9 +18,10 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
-from bundler import credentials, requirements
+from bundler import credentials, layout, requirements
 from bundler.errors import InputError
 
 KEYS = ("name", "channels", "dependencies", "variables", "prefix")
@@ -57,9 +58,6 @@ PYPI_TWINS = {
 }
 # fmt: on
 NOT_PACKAGES = ("python", "pip")  # the interpreter and its installer: the image's, not requirements
-# Variables bundler sets itself in the image: a conda file's variables may not change them.
-RESERVED_VARIABLES = ("PATH", "PYTHONPATH", "PYTHONHOME", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED")
-RESERVED_PREFIXES = ("BUNDLER_", "AML_", "AZUREML_")
 
 
 class CondaFileError(InputError):
@@ -90,9 +88,16 @@ class CondaEnvironment:
     def python(self) -> MatchSpec | None:
         return next((spec for spec in self.dependencies if spec.name == "python"), None)
 
+    @property
+    def listed_channels(self) -> tuple[tuple[str, int], ...]:
+        """The channels the file names, with their lines; `nodefaults` (conda: "not defaults") is none."""
+        return tuple((name, line) for name, line in self.channels if name != "nodefaults")
+
+    @cached_property
     def python_versions(self) -> tuple[str, ...] | None:
         """The X.Y versions the file's python spec admits (3.0 to 3.19): ("3.10",) for python=3.10,
-        python=3.10.12 or python>=3.10,<3.11; () when it names none; None when pip could not read it."""
+        python=3.10.12 or python>=3.10,<3.11; () when it admits none of them; None when there is
+        no python spec or pip could not read it."""
         spec = self.python
         exact = re.fullmatch(r"(?:==)?(3\.\d{1,2})(?:\.[\d*]+)*", spec.version or "") if spec else None
         if exact:
@@ -231,10 +236,10 @@ def _variables(node, where: str) -> tuple[tuple[str, str], ...]:
     variables = []
     for key, value in node.value:
         name = _string(key, "a variable's name", where)
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        if not layout.ENV_NAME.fullmatch(name):
             raise CondaFileError(f"{where}:{key.start_mark.line + 1}: variable {name!r} is not a valid name")
         line = key.start_mark.line + 1
-        if name in RESERVED_VARIABLES or name.startswith(RESERVED_PREFIXES):
+        if layout.reserved_variable(name):
             raise CondaFileError(
                 f"{where}:{line}: variable {name} would change how the image's server runs (bundler sets it); "
                 "drop it from variables"
@@ -278,7 +283,7 @@ def match_spec(text: str, line: int, where: str) -> MatchSpec:
 def translate(environment: CondaEnvironment) -> Translation:
     """The pip requirement for each conda package, while each has an exact PyPI twin; packages
     may come from a channel other than the default ones only when conda builds them."""
-    private = next(((c, line) for c, line in environment.channels if c not in DEFAULT_CHANNELS + ("nodefaults",)), None)
+    private = next(((c, line) for c, line in environment.listed_channels if c not in DEFAULT_CHANNELS), None)
     converted = []
     for spec in environment.dependencies:
         reason = why_not_pip(spec)

@@ -53,8 +53,7 @@ def channel_for(conda_file: Path, install: CondaInstall, platform: str, dest: Pa
             "vendoring a conda environment needs py-rattler: pip install 'bundler[conda]', or save without --vendor"
         ) from None
     environment = conda.parse(conda_file.read_text(encoding="utf-8-sig"), str(conda_file))
-    named = [name for name, _ in environment.channels if name != "nodefaults"]
-    channels = [url for name in named for url in (DEFAULTS if name == "defaults" else (name,))]
+    channels = [url for name, _ in environment.listed_channels for url in (DEFAULTS if name == "defaults" else (name,))]
     subdir = SUBDIRS[platform]
     wanted = [spec.text for spec in environment.dependencies] + list(install.extra_specs)
     try:

@@ -19,7 +19,7 @@ from typing import Any
 
 from bundler.config_file import Document, Setting
 from bundler.errors import ConfigError, InputError
-from bundler.layout import NEWER_PYTHON, ServerSettings, python_too_old
+from bundler.layout import ENV_NAME, NEWER_PYTHON, ServerSettings, python_too_old
 from bundler.registry import ModelRef, parse_ref
 
 ENGINES = ("auto", "bundler", "azureml")
@@ -34,7 +34,6 @@ IMAGE_PATTERN = re.compile(
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?"
 )
 HOST_PATTERN = re.compile(r"[A-Za-z0-9.-]+(?::[0-9]+)?")
-ENV_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SAFE_TEXT_PATTERN = re.compile(r"[^\x00-\x1f\x7f]*")
 
 SERVER_LIMITS = {
@@ -253,7 +252,7 @@ def _registry(document: Document) -> RegistryLogin | None:
         )
     if not HOST_PATTERN.fullmatch(values["address"]):
         raise ConfigError(f"{document.where('registry', 'address')}: {values['address']!r} is not a registry host name")
-    if not ENV_NAME_PATTERN.fullmatch(values["password_env"]):
+    if not ENV_NAME.fullmatch(values["password_env"]):
         raise ConfigError(
             f"{document.where('registry', 'password_env')}: password_env must be the NAME of an "
             "environment variable (letters, digits, _), not the password"

@@ -151,23 +151,24 @@ def _python_of(config: Config, environment: conda.CondaEnvironment, where: str) 
     spec = environment.python
     if spec is None or spec.version is None:
         return config.python
-    versions = environment.python_versions()
+    versions = environment.python_versions
     if versions is None:
         raise CondaFileError(
             f"{where}:{spec.line}: {spec.text!r} is not a Python version bundler reads; pin one, e.g. python=3.11"
         )
-    if len(versions) == 1 and layout.python_too_old(versions[0]):
-        raise CondaFileError(
-            f"{where}:{spec.line}: Python {versions[0]} is too old: {layout.NEWER_PYTHON}; pin e.g. python=3.11 "
-            "(with package versions that support it)"
-        )
-    if len(versions) == 1 and config.python_given and versions[0] != config.python:
-        raise CondaFileError(
-            f"{where}:{spec.line}: the conda file asks for Python {versions[0]}, but [environment] "
-            f"python is {config.python}; keep one of the two"
-        )
     if len(versions) == 1:
-        return versions[0]
+        (pinned,) = versions
+        if layout.python_too_old(pinned):
+            raise CondaFileError(
+                f"{where}:{spec.line}: Python {pinned} is too old: {layout.NEWER_PYTHON}; pin e.g. python=3.11 "
+                "(with package versions that support it)"
+            )
+        if config.python_given and pinned != config.python:
+            raise CondaFileError(
+                f"{where}:{spec.line}: the conda file asks for Python {pinned}, but [environment] "
+                f"python is {config.python}; keep one of the two"
+            )
+        return pinned
     if config.python not in versions:
         raise CondaFileError(
             f"{where}:{spec.line}: {spec.text!r} does not admit Python {config.python}, the image's; pin one "
@@ -179,7 +180,7 @@ def _python_of(config: Config, environment: conda.CondaEnvironment, where: str) 
 def missing_conda_specs(environment: conda.CondaEnvironment, python: str) -> tuple[str, ...]:
     """What the server needs that the conda file does not pin: one Python, and pip to install the server."""
     specs = []
-    if environment.python_versions() != (python,):
+    if environment.python_versions != (python,):
         specs.append(f"python={python}")  # beside a range (python>=3.9) the file may have
     if not any(spec.name == "pip" for spec in environment.dependencies):
         specs.append("pip")
@@ -204,7 +205,7 @@ def _conda_install(config: Config, conda_files: conda.CondaFiles, python: str, b
     cuda = re.search(r"(?:^|/)nvidia/cuda:(\d+\.\d+)", base_image)
     return CondaInstall(
         extra_specs=missing_conda_specs(environment, python),
-        file_has_channels=any(name != "nodefaults" for name, _ in environment.channels),
+        file_has_channels=bool(environment.listed_channels),
         cuda=cuda.group(1) if cuda else None,
     )
 

@@ -154,6 +154,17 @@ def image_variables(
     return python_variables(RUNTIME_ROOT) + server_variables(IMAGE, entry_script, models, server, engine)
 
 
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The variables above (and PATH): a conda file's variables may not change them.
+_RESERVED_VARIABLES = ("PATH", "PYTHONPATH", "PYTHONHOME", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED")
+_RESERVED_PREFIXES = ("BUNDLER_", "AML_", "AZUREML_")
+
+
+def reserved_variable(name: str) -> bool:
+    """True for a variable the image sets for its server, or one of that server's families."""
+    return name in _RESERVED_VARIABLES or name.startswith(_RESERVED_PREFIXES)
+
+
 def server_command(engine: str) -> tuple[str, ...]:
     """What starts the server: bundler's runtime, or (engine azureml) its launcher of azmlinfsrv,
     which takes the same BUNDLER_* settings."""

@@ -135,3 +135,11 @@ def test_a_malformed_manifest_is_one_line_naming_the_file(tmp_path, text):
 def test_not_a_bundle_says_how_to_make_one(tmp_path):
     with pytest.raises(BundlerError, match="is not a bundle \\(no bundle.json\\); make one with: bundler save"):
         layout.read_manifest(tmp_path)
+
+
+def test_every_variable_the_image_sets_is_reserved_from_a_conda_file():
+    settings = layout.ServerSettings()
+    for engine in ("bundler", "azureml"):
+        names = [name for name, _ in layout.image_variables("s.py", (("m", 1),), settings, engine)]
+        assert names and all(layout.reserved_variable(name) for name in names + ["PATH"])
+    assert not layout.reserved_variable("OMP_NUM_THREADS")  # a conda file's own tuning stays possible
