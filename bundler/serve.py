@@ -89,10 +89,14 @@ def same_version(pin: str, have: str) -> bool:
 
 def missing_requirements(bundle: Path, manifest: layout.Manifest | None = None) -> list[str]:
     """Requirements of the bundle not satisfied here: 'name' (absent) or 'name==want (have x)'."""
+    return _missing(_requirements(bundle, manifest or layout.read_manifest(bundle))[0])
+
+
+def _missing(requirements) -> list[str]:
     from importlib import metadata
 
     problems = []
-    for requirement in _requirements(bundle, manifest or layout.read_manifest(bundle))[0]:
+    for requirement in requirements:
         if requirement.has_marker or requirement.direct:
             continue  # whether they apply, and what they install, is pip's business
         try:
@@ -130,7 +134,7 @@ def _conda_requirements(path: Path):
     """What a conda file asks for that pip's metadata here can answer: its packages with a PyPI
     twin and its pip: list (with the files it includes); and the conda-only packages."""
     from bundler import conda
-    from bundler.requirements import Requirement, collect, include_problem
+    from bundler.requirements import collect, include_problem
 
     if not path.is_file():
         return [], ()
@@ -138,17 +142,16 @@ def _conda_requirements(path: Path):
         environment = conda.parse(path.read_text(encoding="utf-8-sig"), str(path))
     except (OSError, UnicodeDecodeError) as exc:
         raise BundlerError(f"{path}: cannot read the bundle's conda file ({exc}); save the bundle again") from None
-    found, unchecked = [], []
+    twins, unchecked = [], []  # a twin's requirement as the pip builder would write it
     for spec in environment.dependencies:
         if spec.name in conda.NOT_PACKAGES:
             continue
         if conda.why_not_pip(spec):
             unchecked.append(spec.name)
         else:
-            pin = spec.version[2:] if spec.version and spec.version.startswith("==") else None
-            found.append(Requirement(conda.PYPI_TWINS[spec.name], pin, spec.line))
-    pip_list = requirements_module.parse("".join(f"{line}\n" for line, _ in environment.pip))
-    found += pip_list.requirements
+            twins.append(conda.PYPI_TWINS[spec.name] + conda.pip_version(spec))
+    pip_list = requirements_module.parse("".join(f"{line}\n" for line in twins + [line for line, _ in environment.pip]))
+    found = list(pip_list.requirements)
     for _, include in pip_list.includes:  # those inside the bundle's environment folder, as save shipped them
         if include_problem(include, posixpath.normpath(include), path.parent / include, path) is None:
             found += collect(path.parent / include, strict=False).requirements
@@ -164,7 +167,8 @@ def serve(bundle: Path, port: int | None, workers: int | None, host: str = "127.
     bundle = Path(os.path.abspath(bundle))
     manifest = layout.read_manifest(bundle)
     cmd = command(bundle, port, workers, host=host, manifest=manifest)
-    missing = missing_requirements(bundle, manifest)
+    requirements, unchecked = _requirements(bundle, manifest)
+    missing = _missing(requirements)
     if missing:
         runtime, user = _requirement_files(bundle, manifest)
         how = (
@@ -175,7 +179,6 @@ def serve(bundle: Path, port: int | None, workers: int | None, host: str = "127.
         raise BundlerError(
             f"the bundle's requirements are not installed here: {', '.join(missing)}; install them with: {how}"
         )
-    unchecked = unchecked_packages(bundle, manifest)
     if unchecked:
         print(f"note: cannot check {', '.join(unchecked)} here: conda installs them in the image", file=sys.stderr)
     for note in cmd.notes:

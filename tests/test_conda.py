@@ -52,7 +52,7 @@ def test_the_azure_sample_translates_to_pip_exactly():
     translation = conda.translate(environment)
     assert translation.blocker is None
     assert [pip for pip, _ in translation.requirements] == ["scikit-learn==1.3.*", "numpy>=1.24"]
-    assert environment.python_versions() == ("3.10",) and environment.name == "project_environment"
+    assert environment.python_versions == ("3.10",) and environment.name == "project_environment"
     assert [line for line, _ in environment.pip] == ["azureml-defaults", "inference-schema[numpy-support]==1.8"]
 
 
@@ -214,6 +214,17 @@ def test_serve_cannot_check_what_only_conda_installs(project, cli):
     assert manifest.builder == "conda" and manifest.conda_file == "environment/env.yml"
     assert unchecked_packages(project / "out", manifest) == ("mkl", "nosuchpkg-xyz")
     assert missing_requirements(project / "out") == []
+
+
+def test_serve_checks_a_conda_builder_bundles_twins_as_pip_would_pin_them(project, cli):
+    from importlib import metadata
+
+    from bundler.serve import missing_requirements
+
+    (project / "env.yml").write_text("dependencies:\n  - python=3.11\n  - mkl\n  - click==0.1\n  - jinja2=3\n")
+    assert save(cli, "--conda-file", "env.yml").exit_code == 0
+    # click==0.1 is an exact pin; jinja2=3 is any 3.*, which pip's ==3.* leaves unpinned
+    assert missing_requirements(project / "out") == [f"click==0.1 (have {metadata.version('click')})"]
 
 
 def test_serve_follows_the_pip_list_includes_of_a_conda_builder_bundle(project, cli):
