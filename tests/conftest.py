@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from click.testing import CliRunner
 
@@ -39,12 +37,3 @@ def project(tmp_path, cli, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert cli("register", "m.bin", "--name", "m").exit_code == 0
     return tmp_path
-
-
-def require_root(why: str) -> None:
-    """Skip a test that needs root, except in CI (which runs as root): there it fails instead."""
-    if os.geteuid() == 0:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{why}, and CI must run every test: run it as root")
-    pytest.skip(why)

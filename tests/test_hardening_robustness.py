@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import require_root
+from requires import require_root
 
 from bundler import emit, in_place, leftovers
 from bundler.cli import shown

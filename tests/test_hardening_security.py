@@ -15,7 +15,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import require_root
+from requires import require_root
 
 from bundler import emit
 
