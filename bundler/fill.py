@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 
-from bundler import layout
+from bundler import layout, leftovers
 from bundler.digest import copy_hashing
 from bundler.entries import FileEntry, Generated, RegistryBlob
 from bundler.errors import OutputError, RegistryError
 from bundler.layout import FileRecord
 
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def fill(root_fd: int, entries: tuple[FileEntry, ...], manifest) -> None:
@@ -50,7 +49,7 @@ class _Folders:
                 os.mkdir(name, 0o700, dir_fd=holder)
             except FileExistsError:
                 pass  # made for an earlier file; opened below without following a link
-            self.open[parent] = os.open(name, _FOLDER, dir_fd=holder)
+            self.open[parent] = os.open(name, leftovers.DIR_FLAGS, dir_fd=holder)
         return self.open[parent]
 
     def set_modes(self, mode: int) -> None:
