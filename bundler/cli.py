@@ -110,17 +110,19 @@ def home_option(func):
     )(func)
 
 
-def _home(home: Path | None) -> Path:
-    """--home, else $BUNDLER_HOME (click reads it into --home too), else ~/.bundler."""
-    from bundler.registry import default_home
+def json_option(func):
+    return click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print one JSON document on stdout (what bundler.api returns); messages go to stderr.",
+    )(func)
 
-    return home or default_home()
 
+def _print_json(result) -> None:
+    import json
 
-def _registry(home: Path | None):
-    from bundler.registry import Registry
-
-    return Registry(_home(home))
+    click.echo(json.dumps(result.to_json() if hasattr(result, "to_json") else result, indent=2, sort_keys=True))
 
 
 @click.group(cls=BundlerGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -140,9 +142,10 @@ def main(ctx: click.Context, debug: bool) -> None:
 @home_option
 def register(path: Path, name: str, description: str, tags: tuple[str, ...], home: Path | None) -> None:
     """Register a model file or folder as the next version of NAME; prints NAME:VERSION."""
+    from bundler import api
     from bundler.registry import parse_tags
 
-    done = _registry(home).register(path, name, description, parse_tags(tags))
+    done = api.register(path, name, description=description, tags=parse_tags(tags), home=home)
     # Notes go to stderr: stdout stays just NAME:VERSION, for scripts.
     if done.freed_bytes:
         click.echo(f"freed: {_size(done.freed_bytes)} left in the registry by an interrupted register", err=True)
@@ -157,7 +160,9 @@ def register(path: Path, name: str, description: str, tags: tuple[str, ...], hom
 @home_option
 def gc(home: Path | None) -> None:
     """Free what interrupted registers left in the registry, and files no version uses."""
-    registry = _registry(home)
+    from bundler import api
+
+    registry = api.registry(home)
     done = registry.gc()
     click.echo(
         f"freed {_size(done.tmp_bytes + done.blob_bytes)} in {registry.home}: {_size(done.tmp_bytes)} of "
@@ -172,32 +177,43 @@ def models() -> None:
 
 @models.command("list")
 @home_option
-def models_list(home: Path | None) -> None:
+@json_option
+def models_list(home: Path | None, as_json: bool) -> None:
     """Every registered model with its versions."""
-    registry = _registry(home)
-    names = registry.names()
-    if not names:
-        click.echo(f"no models registered in {registry.home}; add one with: bundler register PATH --name NAME")
+    from bundler import api
+
+    found = api.models(home)
+    if as_json:
+        _print_json({"models": [summary.to_json() for summary in found]})
+        return
+    if not found:
+        where = api.registry(home).home
+        click.echo(f"no models registered in {where}; add one with: bundler register PATH --name NAME")
         return
     click.echo(f"{'NAME':<30} {'LATEST':>6}  VERSIONS")
-    for name in names:
-        versions = registry.versions(name)
-        click.echo(f"{name:<30} {versions[-1]:>6}  {', '.join(map(str, versions))}")
+    for summary in found:
+        click.echo(f"{summary.name:<30} {summary.latest:>6}  {', '.join(map(str, summary.versions))}")
 
 
 @models.command("show")
 @click.argument("ref")
 @home_option
-def models_show(ref: str, home: Path | None) -> None:
+@json_option
+def models_show(ref: str, home: Path | None, as_json: bool) -> None:
     """Files, sizes, sha256, description and tags of NAME[:VERSION] (default: latest)."""
-    from bundler.registry import parse_ref
+    from bundler import api
 
-    model = _registry(home).resolve(parse_ref(ref))
+    model = api.model(ref, home)
+    if as_json:
+        _print_json(model)
+        return
     click.echo(model.ref)
     if model.description:
         click.echo(f"description: {one_line(model.description)}")
     for key, value in model.tags:
         click.echo(f"tag: {one_line(key)}={one_line(value)}")
+    for key, value in model.properties:
+        click.echo(f"property: {one_line(key)}={one_line(value)}")
     for f in model.files:
         click.echo(f"{f.sha256}  {f.size:>12}  {shown(f.path)}")
 
@@ -275,11 +291,15 @@ def input_options(func):
 @click.argument("outdir", default=DEFAULT_BUNDLE, type=click.Path(path_type=Path))
 @input_options
 @click.option("--force", is_flag=True, help="Replace a bundle even if it has hand edits.")
-def save(outdir: Path, flags, home: Path | None, force: bool) -> None:
+@json_option
+def save(outdir: Path, flags, home: Path | None, force: bool, as_json: bool) -> None:
     """Write the Docker build context for the configured models to OUTDIR (default ./imagefiles)."""
-    from bundler.save import save as save_bundle
+    from bundler import api
 
-    result = save_bundle(flags, _home(home), Path.cwd(), outdir, force=force)
+    result = api.save(outdir, flags, home=home, force=force)
+    if as_json:
+        _print_json(result)
+        return
     image, plan = result.plan.image, result.plan
     click.echo(f"models: {', '.join(image.model_refs) or 'none (AZUREML_MODEL_DIR is an empty folder)'}")
     click.echo(f"engine: {image.engine} ({image.engine_reason})")
@@ -316,22 +336,23 @@ def save(outdir: Path, flags, home: Path | None, force: bool) -> None:
     help="Compare with what save would write from the inputs now (bundle.json is not signed).",
 )
 @input_options
-def verify(bundle: Path, against_inputs: bool, flags, home: Path | None) -> None:
+@json_option
+def verify(bundle: Path, against_inputs: bool, flags, home: Path | None, as_json: bool) -> None:
     """Check every file of BUNDLE (default ./imagefiles) against its bundle.json: sha256, size, mode."""
-    from bundler import verify as verify_module
+    from bundler import api
 
-    if against_inputs:
-        from bundler.diff import verify_against_inputs
-
-        report, reference = verify_against_inputs(flags, _home(home), Path.cwd(), bundle), "the inputs"
+    report = api.verify(bundle, against=flags if against_inputs else None, home=home)
+    reference = "the inputs" if against_inputs else "bundle.json"
+    if as_json:
+        _print_json({"bundle": str(bundle), "against": reference, **report.to_json()})
     else:
-        report, reference = verify_module.check(bundle), "bundle.json"
-    for label, paths in (("modified", report.modified), ("missing", report.missing), ("extra", report.extra)):
-        for path in paths:
-            click.echo(f"{label}: {shown(path)}")
+        for label, paths in (("modified", report.modified), ("missing", report.missing), ("extra", report.extra)):
+            for path in paths:
+                click.echo(f"{label}: {shown(path)}")
     if not report.ok:
         raise report.failure(bundle, reference)
-    click.echo(f"ok: every file of {shown(str(bundle))} matches {reference}")
+    if not as_json:
+        click.echo(f"ok: every file of {shown(str(bundle))} matches {reference}")
 
 
 @main.command()
@@ -339,9 +360,10 @@ def verify(bundle: Path, against_inputs: bool, flags, home: Path | None) -> None
 @input_options
 def diff(bundle: Path, flags, home: Path | None) -> None:
     """Show what `save` with the current inputs would change in BUNDLE (default ./imagefiles); writes nothing."""
+    from bundler import api
     from bundler import diff as diff_module
 
-    lines = diff_module.run(flags, _home(home), Path.cwd(), bundle)
+    lines = diff_module.run(flags, api.registry(home).home, Path.cwd(), bundle)
     for line in lines:
         click.echo(one_line(line))
     if lines:
@@ -370,11 +392,55 @@ def serve(bundle: Path, port: int | None, workers: int | None, host: str) -> Non
 @main.command()
 @click.argument("bundle", default=DEFAULT_BUNDLE, type=click.Path(path_type=Path))
 @click.option("-t", "--tag", help="Image name (default: the first model's name).")
-def build(bundle: Path, tag: str | None) -> None:
+@click.option("--push", is_flag=True, help="Then push it as `bundler push` does (log in first).")
+@json_option
+def build(bundle: Path, tag: str | None, push: bool, as_json: bool) -> None:
     """Build the image of BUNDLE (default ./imagefiles) with docker, or podman; prints its name."""
-    from bundler.build import build as build_image
+    from bundler import api
 
-    click.echo(f"built image: {build_image(bundle, tag)}")
+    # With --json, stdout holds the document alone: the engine's output goes to stderr.
+    built = api.build(bundle, tag, push=push, output=sys.stderr if as_json else None)
+    if as_json:
+        _print_json(built)
+        return
+    click.echo(f"built image: {built.image}")
+    if built.pushed:
+        _echo_pushed(built.pushed)
+
+
+@main.command()
+@click.argument("bundle", default=DEFAULT_BUNDLE, type=click.Path(path_type=Path))
+@click.option("-t", "--tag", help="The local image to push (default: the bundle's image name).")
+@click.option("--to", "to", metavar="HOST/NAME:TAG", help="Where to push (default: the bundle's [registry]).")
+@json_option
+def push(bundle: Path, tag: str | None, to: str | None, as_json: bool) -> None:
+    """Push the image built from BUNDLE (default ./imagefiles) to its registry; prints the digest."""
+    from bundler import api
+
+    pushed = api.push(bundle, tag, to=to)
+    if as_json:
+        _print_json(pushed)
+    else:
+        _echo_pushed(pushed)
+
+
+@main.command()
+@click.argument("bundle", default=DEFAULT_BUNDLE, type=click.Path(path_type=Path))
+def login(bundle: Path) -> None:
+    """Log docker (or podman) in to each registry of BUNDLE's registry-login.json.
+
+    The password is read from the environment variable the file names and given to the
+    engine on its standard input, never on a command line or in a file."""
+    from bundler import api
+
+    for address in api.login(bundle):
+        click.echo(f"logged in: {address}")
+
+
+def _echo_pushed(pushed) -> None:
+    click.echo(f"pushed: {pushed.reference}")
+    click.echo(f"digest: {pushed.digest}")
+    click.echo(f"pull it as: {pushed.pinned}")
 
 
 def _typed(path: Path) -> str:

@@ -96,7 +96,7 @@ def load(flags: Flags, cwd: Path) -> Config:
     registry = _registry(document)
     template = document.setting("dockerfile", "template")
     _check_files(entry, source_dir, environment.requirements, environment.conda_file, template)
-    _check_rules(environment, registry, document)
+    _check_rules(environment)
     return Config(
         models=_models(flags, document),
         entry_script=entry.path,
@@ -296,7 +296,7 @@ def _check_files(
         raise ConfigError(f"{template.where}: Dockerfile template {template.path} not found")
 
 
-def _check_rules(environment: _EnvironmentTable, registry: RegistryLogin | None, document: Document) -> None:
+def _check_rules(environment: _EnvironmentTable) -> None:
     """Rules that span tables."""
     base_image, python = environment.base_image, environment.python
     image = base_image.value if base_image else None  # None: a conda builder's default, from Docker Hub
@@ -311,12 +311,6 @@ def _check_rules(environment: _EnvironmentTable, registry: RegistryLogin | None,
         raise ConfigError(
             f"{base_image.where}: {image} runs Python {image_python.group(1)}, too old: {NEWER_PYTHON}; "
             "use e.g. python:3.11-slim"
-        )
-    address = registry_of(image) if image else DOCKER_HUB
-    if registry is not None and registry.address != address:
-        raise ConfigError(
-            f"{document.where('registry', 'address')}: {registry.address!r} is not where the base image "
-            f'{image or "(the default)"!r} comes from ({address}); set address = "{address}" or change base_image'
         )
 
 

@@ -67,6 +67,7 @@ class RegistrySpec:
     images: tuple[str, ...]  # what the Dockerfile pulls from it
     username: str | None
     password_env: str | None
+    push: str | None = None  # the image reference `bundler push` gives the built image here
 
     @property
     def docker_hub(self) -> bool:
@@ -157,7 +158,7 @@ def make(inputs: Inputs) -> Plan:
         labels=_labels(models, default_tag),
         command=layout.server_command(engine),
         healthcheck=layout.HEALTHCHECK,
-        registries=_registries(config, environment),
+        registries=_registries(config, environment, push_reference(default_tag, models)),
         default_tag=default_tag,
     )
     manifest = layout.Manifest(
@@ -280,9 +281,15 @@ def _labels(models: tuple[ModelRecord, ...], default_tag: str) -> tuple[tuple[st
     return tuple(labels)
 
 
-def _registries(config: Config, environment: EnvironmentPlan) -> tuple[RegistrySpec, ...]:
-    """Each registry the Dockerfile pulls from, with its images; the login of [registry] is the
-    base image's."""
+def push_reference(default_tag: str, models: tuple[ModelRecord, ...]) -> str:
+    """NAME:VERSION of the image as pushed, without the registry: the first model's name and
+    version (a service without a model: its entry script's name, version latest)."""
+    return f"{default_tag}:{models[0].version if models else 'latest'}"
+
+
+def _registries(config: Config, environment: EnvironmentPlan, pushed_as: str) -> tuple[RegistrySpec, ...]:
+    """Each registry the Dockerfile pulls from, with its images, and the one of [registry]: the
+    image is pushed there, and its login is also the base image's when that comes from there."""
     images = [environment.base_image]
     if environment.build.builder_image:
         images.append(environment.build.builder_image)
@@ -290,16 +297,12 @@ def _registries(config: Config, environment: EnvironmentPlan) -> tuple[RegistryS
     for image in images:
         by_address.setdefault(registry_of(image), []).append(image)
     login = config.registry
+    if login is not None:
+        by_address.setdefault(login.address, [])
     return tuple(
-        RegistrySpec(
-            address,
-            tuple(pulled),
-            *(
-                (login.username, login.password_env)
-                if login and address == registry_of(environment.base_image)
-                else (None, None)
-            ),
-        )
+        RegistrySpec(address, tuple(pulled), login.username, login.password_env, f"{address}/{pushed_as}")
+        if login and address == login.address
+        else RegistrySpec(address, tuple(pulled), None, None)
         for address, pulled in by_address.items()
     )
 

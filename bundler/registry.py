@@ -63,10 +63,22 @@ class ModelVersion:
     files: tuple[ModelFile, ...]
     description: str = ""
     tags: tuple[tuple[str, str], ...] = ()
+    properties: tuple[tuple[str, str], ...] = ()  # facts about the model (framework...), from the Python API
 
     @property
     def ref(self) -> str:
         return f"{self.name}:{self.version}"
+
+    def to_json(self) -> dict:
+        return {
+            "ref": self.ref,
+            "name": self.name,
+            "version": self.version,
+            "description": self.description,
+            "tags": dict(self.tags),
+            "properties": dict(self.properties),
+            "files": [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in self.files],
+        }
 
 
 @dataclass(frozen=True)
@@ -77,6 +89,14 @@ class Registration:
     skipped_secrets: tuple[str, ...] = ()
     skipped_registries: tuple[str, ...] = ()
     freed_bytes: int = 0  # left in tmp/ by an interrupted register, and removed now
+
+    def to_json(self) -> dict:
+        return {
+            **self.version.to_json(),
+            "skipped_secrets": list(self.skipped_secrets),
+            "skipped_registries": list(self.skipped_registries),
+            "freed_bytes": self.freed_bytes,
+        }
 
 
 @dataclass(frozen=True)
@@ -119,6 +139,15 @@ def parse_tags(tags) -> dict[str, str]:
             raise InputError(f"--tag {tag!r}: expected KEY=VALUE, e.g. --tag framework=sklearn")
         parsed[key] = value
     return parsed
+
+
+def _text_mapping(values, what: str) -> dict[str, str]:
+    """Tags or properties: text keys and values (the Python API may pass anything)."""
+    values = dict(values or {})
+    for key, value in values.items():
+        if not isinstance(key, str) or not key or not isinstance(value, str):
+            raise InputError(f"{what}: {key!r}: {value!r}: keys and values must be text (keys non-empty)")
+    return values
 
 
 def default_home() -> Path:
@@ -168,7 +197,8 @@ class Registry:
             data = json.loads(path.read_text(encoding="utf-8"))
             files = tuple(ModelFile(_safe_path(f["path"]), f["sha256"], int(f["size"])) for f in data["files"])
             tags = tuple(sorted((str(k), str(v)) for k, v in data.get("tags", {}).items()))
-            return ModelVersion(name, version, files, data.get("description", ""), tags)
+            properties = tuple(sorted((str(k), str(v)) for k, v in data.get("properties", {}).items()))
+            return ModelVersion(name, version, files, data.get("description", ""), tags, properties)
         except RecursionError:
             raise RegistryError(
                 f"registry record {path} is unreadable (nested too deeply); re-register the model"
@@ -179,9 +209,15 @@ class Registry:
     # -- writing ---------------------------------------------------------------
 
     def register(
-        self, source: Path, name: str, description: str = "", tags: dict[str, str] | None = None
+        self,
+        source: Path,
+        name: str,
+        description: str = "",
+        tags: dict[str, str] | None = None,
+        properties: dict[str, str] | None = None,
     ) -> Registration:
         validate_name(name)
+        tags, properties = _text_mapping(tags, "tags"), _text_mapping(properties, "properties")
         found = _model_files(Path(source), self.home)
         tmp = self.home / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
@@ -191,11 +227,15 @@ class Registry:
             record = {
                 "name": name,
                 "description": description,
-                "tags": dict(sorted((tags or {}).items())),
+                "tags": dict(sorted(tags.items())),
                 "files": [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in stored],
             }
+            if properties:  # only when given: records of plain registers stay as they were
+                record["properties"] = dict(sorted(properties.items()))
             version = self._claim_version(name, record, tmp)
-        model = ModelVersion(name, version, stored, description, tuple(sorted((tags or {}).items())))
+        model = ModelVersion(
+            name, version, stored, description, tuple(sorted(tags.items())), tuple(sorted(properties.items()))
+        )
         return Registration(model, found.skipped_secrets, found.skipped_registries, freed)
 
     def gc(self) -> Collected:

@@ -19,7 +19,7 @@ from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
-from bundler import layout
+from bundler import layout, registry_login
 from bundler.entries import FileEntry, Generated
 from bundler.errors import ConfigError
 from bundler.plan import ImageSpec, Plan
@@ -108,27 +108,6 @@ def _template_line(exc: BaseException) -> int | None:
     return frames[-1].lineno if frames else None
 
 
-def registry_login(image: ImageSpec) -> bytes:
-    registries = []
-    for r in image.registries:
-        entry = {"address": r.address, "images": list(r.images)}
-        if r.username is not None:
-            entry.update(
-                username=r.username,
-                password_from={"env": r.password_env},
-                login=f"docker login {r.address} --username {r.username} --password-stdin",
-            )
-        elif r.docker_hub:
-            entry.update(credentials_required=False)
-        else:
-            entry.update(
-                credentials_required=None,
-                note="no [registry] in bundler.toml: log in yourself if this registry is private",
-            )
-        registries.append(entry)
-    return layout.json_bytes({"registries": registries})
-
-
 def generated_files(plan: Plan) -> tuple[FileEntry, ...]:
     """The files rendered from the plan (the manifest is added by emit, after hashing)."""
     image = plan.image
@@ -140,7 +119,7 @@ def generated_files(plan: Plan) -> tuple[FileEntry, ...]:
         rendered(layout.DOCKERIGNORE, "dockerignore.jinja"),
         rendered(layout.DOCKERFILE, DOCKERFILE_TEMPLATE, plan.user_template),
         rendered(layout.README, "README.md.jinja"),
-        FileEntry(layout.REGISTRY_LOGIN, layout.FILE_MODE, Generated(registry_login(image))),
+        FileEntry(layout.REGISTRY_LOGIN, layout.FILE_MODE, Generated(registry_login.to_bytes(image.registries))),
     )
 
 

@@ -45,6 +45,27 @@ class SaveResult:
     def file_count(self) -> int:
         return len(self.prepared.entries) + 1  # and the manifest
 
+    def to_json(self) -> dict:
+        plan, image = self.plan, self.plan.image
+        return {
+            "path": str(self.path),
+            "files": self.file_count,
+            "models": list(image.model_refs),
+            "image": image.default_tag,
+            "engine": {"name": image.engine, "reason": image.engine_reason},
+            "environment": {
+                "builder": image.environment.kind,
+                "reason": image.environment.reason,
+                "vendored_wheels": self.prepared.wheel_count if image.environment.vendored else None,
+            },
+            "push": [r.push for r in image.registries if r.push],
+            "skipped_secrets": list(plan.skipped_secrets),
+            "skipped_registries": list(plan.skipped_registries),
+            "added_requirements": list(plan.added_requirements),
+            "unprovided_imports": [{"name": name, "line": line} for name, line in plan.unprovided_imports],
+            "unpinned": list(plan.unpinned),
+        }
+
 
 def runtime_files() -> plan_module.RuntimeFiles:
     """The scoring server's files, as they ship in every bundle (no caches)."""

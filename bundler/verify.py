@@ -34,6 +34,14 @@ class Report:
     def ok(self) -> bool:
         return not (self.modified or self.missing or self.extra)
 
+    def to_json(self) -> dict:
+        return {
+            "ok": self.ok,
+            "modified": list(self.modified),
+            "missing": list(self.missing),
+            "extra": list(self.extra),
+        }
+
     def failure(self, bundle: Path, reference: str) -> BundlerError:
         count = len(self.modified) + len(self.missing) + len(self.extra)
         return BundlerError(f"{bundle}: {count} entries differ from {reference}")

@@ -59,7 +59,8 @@ def test_podman_when_docker_has_no_engine_and_default_tag(bundle, tmp_path):
     result = run_build(bundle, bin_dir)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "built image: fraud"  # lower-cased model name
-    assert (bin_dir / "podman.calls").read_text().splitlines() == [f"build --tag fraud {bundle}"]
+    # docker's image format: podman's default (OCI) would drop the HEALTHCHECK.
+    assert (bin_dir / "podman.calls").read_text().splitlines() == [f"build --format docker --tag fraud {bundle}"]
 
 
 def test_no_engine_is_one_clear_line(bundle, tmp_path):

@@ -141,13 +141,12 @@ def test_duplicate_model_names_are_refused(project):
     assert "listed twice" in error_of(project, 'models = ["m:1", "m:2"]\n', entry_script="score.py")
 
 
-def test_registry_address_must_match_base_image(project, tmp_path):
+def test_registry_may_differ_from_the_base_images(project):
+    """[registry] is where the image is pushed; the base image may come from elsewhere."""
     write_config(
         project,
         'models = ["m"]\n[inference]\nentry_script = "score.py"\n'
         '[registry]\naddress = "other.io"\nusername = "u"\npassword_env = "P"\n',
     )
-    with pytest.raises(
-        ConfigError, match=r"bundler.toml:5: \[registry\] address: 'other.io' is not where the base image"
-    ):
-        load(Flags(), cwd=project)
+    config = load(Flags(), cwd=project)
+    assert (config.registry.address, config.base_image) == ("other.io", "python:3.11-slim")
