@@ -60,6 +60,7 @@ __all__ = [
     "SaveResult",
     "SourceError",
     "build",
+    "container_registry",
     "login",
     "model",
     "models",
@@ -186,17 +187,19 @@ def verify(
     return verify_module.check(Path(cwd, bundle))
 
 
-def build(bundle: Path | str = DEFAULT_BUNDLE, tag: str | None = None, *, push: bool = False, output=None) -> Built:
+def build(
+    bundle: Path | str = DEFAULT_BUNDLE, tag: str | None = None, *, push: bool = False, output=None, on_line=None
+) -> Built:
     """Build BUNDLE's image with docker, else podman (tag: the bundle's default image name);
-    with push, push it as `push` would. The engine's output streams to `output` (a file),
-    else through this process's own."""
+    with push, push it as `push` would. The engine's output goes to `output` (a file), or
+    line by line to `on_line`, else through this process's own."""
     from bundler import engine as engines
 
     bundle = Path(bundle)
     layout.require_bundle(bundle)
     tag = tag or default_tag(bundle)
     engine = engines.find()
-    engine.build(bundle, tag, output)
+    engine.build(bundle, tag, output, on_line)
     pushed = _push(engine, bundle, tag, None) if push else None
     return Built(tag, engine.name, pushed)
 
@@ -234,6 +237,14 @@ def login(bundle: Path | str = DEFAULT_BUNDLE, *, environ=None) -> tuple[str, ..
     for entry, password in passwords:
         engine.login(entry.address, entry.username, password)
     return tuple(entry.address for entry in logins)
+
+
+def container_registry(config: Path | str | None = None, *, cwd: Path | str | None = None):
+    """The [registry] of the config file (default ./bundler.toml): address, username and the
+    NAME of the variable holding the password (never the password); None without one."""
+    from bundler.config import registry_login
+
+    return registry_login(Path(config) if config is not None else None, Path(cwd) if cwd is not None else Path.cwd())
 
 
 def default_tag(bundle: Path) -> str:

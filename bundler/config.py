@@ -87,6 +87,11 @@ class Flags:
     allow_secrets: tuple[str, ...] = ()
 
 
+def registry_login(config: Path | None, cwd: Path) -> RegistryLogin | None:
+    """[registry] of the config file (given, or ./bundler.toml), checked; None without one."""
+    return _registry(Document.read(config, cwd))
+
+
 def load(flags: Flags, cwd: Path) -> Config:
     """Read the config file (given, or ./bundler.toml if present) and apply the flags."""
     document = Document.read(flags.config, cwd)

@@ -25,19 +25,46 @@ class Engine:
     def name(self) -> str:
         return Path(self.path).name
 
-    def build(self, bundle: Path, tag: str, output=None) -> None:
-        """Build BUNDLE as TAG. The engine's output goes to `output` (a file), else streams
-        through as it happens."""
+    def build(self, bundle: Path, tag: str, output=None, on_line=None) -> None:
+        """Build BUNDLE as TAG. The engine's output goes to `output` (a file), or line by line to
+        `on_line`, else streams through as it happens."""
         # podman's default OCI format has no field for HEALTHCHECK; docker's format keeps it.
         keep_healthcheck = ("--format", "docker") if self.name == "podman" else ()
-        result = subprocess.run(
-            [self.path, "build", *keep_healthcheck, "--tag", tag, str(bundle)],
-            stdout=output,
-            stderr=subprocess.STDOUT if output is not None else None,
+        argv = [self.path, "build", *keep_healthcheck, "--tag", tag, str(bundle)]
+        if on_line is None:
+            code = subprocess.run(
+                argv, stdout=output, stderr=subprocess.STDOUT if output is not None else None
+            ).returncode
+        else:
+            with subprocess.Popen(
+                argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+            ) as process:
+                for line in process.stdout:
+                    on_line(line)
+            code = process.returncode
+        if code != 0:
+            where = "its output is above" if output is None and on_line is None else "see the build log"
+            raise BundlerError(f"{self.name} build failed (exit {code}); {where}")
+
+    def run_detached(self, image: str, name: str, port: int, container_port: int) -> None:
+        """Start IMAGE as container NAME, its port published on 127.0.0.1:PORT."""
+        self._checked(
+            "run",
+            "--detach",
+            "--name",
+            name,
+            "--publish",
+            f"127.0.0.1:{port}:{container_port}",
+            image,
+            doing=f"start {image}",
         )
-        if result.returncode != 0:
-            where = "its output is above" if output is None else "see the build log"
-            raise BundlerError(f"{self.name} build failed (exit {result.returncode}); {where}")
+
+    def logs(self, name: str) -> str:
+        result = subprocess.run([self.path, "logs", name], capture_output=True, text=True, errors="replace")
+        return result.stdout + result.stderr
+
+    def remove(self, name: str) -> None:
+        self._checked("rm", "--force", name, doing=f"remove the container {name}")
 
     def login(self, address: str, username: str, password: str) -> None:
         result = subprocess.run(

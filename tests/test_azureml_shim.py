@@ -1,0 +1,342 @@
+"""bundler.azureml: code written for the Azure ML SDK v1 runs with only its imports changed.
+
+The scripts in tests/azureml_code/ are such code; each runs here as it is, in a project
+folder like the ones it was written in, and what it made is checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+import sklearn
+from sklearn.datasets import load_diabetes
+from sklearn.linear_model import Ridge
+
+from bundler import api, layout
+
+CODE = Path(__file__).parent / "azureml_code"
+SCORE = """\
+import json
+import os
+
+import joblib
+import numpy as np
+
+
+def init():
+    global model
+    model = joblib.load(os.path.join(os.getenv("AZUREML_MODEL_DIR"), "sklearn_regression_model.pkl"))
+
+
+def run(raw_data):
+    data = np.array(json.loads(raw_data)["data"])
+    return model.predict(data).tolist()
+"""
+# Pinned to what this Python has, so the local service's requirements are met here.
+CONDA_FILE = f"""\
+name: myenv
+channels:
+  - conda-forge
+dependencies:
+  - python=3.11
+  - pip
+  - pip:
+    - scikit-learn=={sklearn.__version__}
+    - joblib=={joblib.__version__}
+    - numpy=={np.__version__}
+"""
+PASSWORD = "pw-7c1f0d9e4b"  # a stand-in value for the variable password_env names
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    features, target = load_diabetes(return_X_y=True)
+    joblib.dump(Ridge().fit(features, target), folder / "sklearn_regression_model.pkl")
+    (folder / "score.py").write_text(SCORE)
+    (folder / "myenv.yml").write_text(CONDA_FILE)
+    (folder / "bundler.toml").write_text(
+        '[registry]\naddress = "myregistry.azurecr.io"\nusername = "ml-deployer"\npassword_env = "ACR_PASSWORD"\n'
+    )
+    (folder / "config.json").write_text(
+        '{"subscription_id": "0000", "resource_group": "ml", "workspace_name": "diabetes-ws"}'
+    )
+    monkeypatch.setenv("BUNDLER_HOME", str(tmp_path / "registry"))
+    monkeypatch.chdir(folder)
+    return folder
+
+
+def run_code(name: str, *args, env=None, check=True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, str(CODE / name), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def register_model(project: Path) -> None:
+    api.register(project / "sklearn_regression_model.pkl", "sklearn_regression_model", tags={"area": "diabetes"})
+
+
+def test_the_snippet_saves_a_bundle_and_reads_the_registry_login(project):
+    result = run_code("package_dockerfile.py", env={"ACR_PASSWORD": PASSWORD})
+    assert result.stdout.splitlines()[0] == "Registering model sklearn_regression_model"
+    assert result.stdout.splitlines()[-3:] == [
+        "Address: myregistry.azurecr.io",
+        "Username: ml-deployer",
+        f"Password: {PASSWORD}",  # read from the variable at the moment it is asked for
+    ]
+    bundle = project / "imagefiles"
+    assert api.verify(bundle).ok
+    manifest = layout.read_manifest(bundle)
+    assert [m.ref for m in manifest.models] == ["sklearn_regression_model:1"]
+    assert (bundle / "environment" / "myenv.yml").read_text() == CONDA_FILE  # the user's file, unchanged
+    assert (bundle / "azureml-app" / "score.py").read_text() == SCORE
+    model = api.model("sklearn_regression_model")
+    assert (model.tags, model.description) == ((("area", "diabetes"),), "Ridge on diabetes")
+    # The password was never written: not in the bundle, not in the registry.
+    for folder in (bundle, Path(os.environ["BUNDLER_HOME"])):
+        for path in folder.rglob("*"):
+            assert not path.is_file() or PASSWORD.encode() not in path.read_bytes(), path
+
+
+def test_the_password_is_none_when_its_variable_is_unset(project):
+    env = {key: value for key, value in os.environ.items() if key != "ACR_PASSWORD"}
+    result = subprocess.run(
+        [sys.executable, str(CODE / "package_dockerfile.py")], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "Password: None"
+
+
+def test_the_same_inputs_make_the_same_bundle_as_the_cli(project, cli):
+    run_code("package_dockerfile.py")
+    done = cli(
+        "save", "cli-bundle", "--model", "sklearn_regression_model:1", "--entry-script", "score.py",
+        "--source-dir", ".", "--conda-file", "myenv.yml",
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    # Both ship the same source folder, except each other's output folder.
+    shipped = layout.read_manifest(project / "imagefiles").files
+    from_cli = layout.read_manifest(project / "cli-bundle").files
+    assert {p: r for p, r in shipped.items() if "cli-bundle" not in p} == {
+        p: r for p, r in from_cli.items() if "imagefiles" not in p
+    }
+
+
+def test_conda_dependencies_create(project):
+    register_model(project)
+    result = run_code("conda_dependencies_create.py")
+    written = (project / "imagefiles-create" / "environment" / "conda_dependencies.yml").read_text()
+    assert written in result.stdout  # serialize_to_string is what ships
+    assert "- scikit-learn\n" in written and "  - azureml-defaults\n" in written
+    assert "- python=3.11\n" in written and "channels:\n- conda-forge\n" in written
+    assert api.verify(project / "imagefiles-create").ok
+
+
+def test_the_older_inference_config_form(project):
+    register_model(project)
+    result = run_code("old_inference_config.py")
+    assert (
+        result.stdout.splitlines()[0]
+        == "sklearn_regression_model 1 sklearn_regression_model:1 {'area': 'diabetes'} None"
+    )
+    bundle = project / "imagefiles-old"
+    assert (bundle / "environment" / "myenv.yml").read_text() == CONDA_FILE
+    assert layout.read_manifest(bundle).entry_script == "score.py"
+
+
+def test_environment_register_and_get(project):
+    result = run_code("environment_round_trip.py")
+    lines = result.stdout.splitlines()
+    assert lines == [
+        "registered: myenv 2",
+        "latest: 2 python:3.11-slim",
+        f"packages: {sorted(['scikit-learn==' + sklearn.__version__, 'joblib==' + joblib.__version__, 'numpy==' + np.__version__, 'requests'])}",  # noqa: E501
+        f"first: {sorted(['scikit-learn==' + sklearn.__version__, 'joblib==' + joblib.__version__, 'numpy==' + np.__version__])}",  # noqa: E501
+        "all: ['myenv']",
+    ]
+    stored = Path(os.environ["BUNDLER_HOME"], "environments", "myenv", "1", "conda_dependencies.yml")
+    assert stored.read_text() == CONDA_FILE  # version 1 was the file as given
+
+
+def test_local_webservice_deploy_run_delete(project):
+    register_model(project)
+    port = free_port()
+    result = run_code("local_webservice.py", port)
+    out = result.stdout
+    # No Docker engine answers here: the bundle's server ran in this Python, and the deploy said so.
+    assert "Deploying local web service myservice as the bundle's server in this Python" in out
+    assert f"scoring uri: http://localhost:{port}/score" in out
+    predictions = json.loads(out.split("predictions: ", 1)[1].splitlines()[0])
+    model = joblib.load(project / "sklearn_regression_model.pkl")
+    expected = model.predict(np.array([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [10, 9, 8, 7, 6, 5, 4, 3, 2, 1]]))
+    assert predictions == pytest.approx(expected.tolist())
+    assert "logs: True" in out and out.rstrip().endswith("state: Deleted")
+    with pytest.raises(OSError):  # deleted: nothing listens any more
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# -- the rest of the SDK's surface, in this process ---------------------------------------
+
+
+@pytest.fixture
+def ws(project):
+    from bundler.azureml.core import Workspace
+
+    register_model(project)
+    return Workspace.from_config()
+
+
+def test_workspace_from_config_and_models(ws, project):
+    from bundler.azureml.core import Model
+
+    assert ws.name == "diabetes-ws" and ws.home == Path(os.environ["BUNDLER_HOME"])
+    api.register(project / "score.py", "sklearn_regression_model")
+    assert [m.version for m in Model.list(ws)] == [2, 1]
+    assert Model(ws, name="sklearn_regression_model").version == 2  # latest
+    assert Model(ws, "sklearn_regression_model", version=1).tags == {"area": "diabetes"}
+    assert Model(ws, id="sklearn_regression_model:1").version == 1
+    assert {name: m.version for name, m in ws.models.items()} == {"sklearn_regression_model": 2}
+
+
+def test_workspace_without_config_json_is_local(project, tmp_path):
+    from bundler.azureml.core import Workspace
+
+    (project / "config.json").unlink()
+    elsewhere = tmp_path / "elsewhere"
+    assert Workspace.from_config().name == "local"
+    assert Workspace(home=elsewhere).home == elsewhere
+
+
+def test_get_model_path_copies_checked_files(ws, project, tmp_path, monkeypatch):
+    from bundler.azureml.core import Model
+
+    monkeypatch.chdir(tmp_path)
+    path = Model.get_model_path("sklearn_regression_model", _workspace=ws)
+    assert path == os.path.join("azureml-models", "sklearn_regression_model", "1", "sklearn_regression_model.pkl")
+    assert Path(path).read_bytes() == (project / "sklearn_regression_model.pkl").read_bytes()
+    monkeypatch.setenv("AZUREML_MODEL_DIR", str(tmp_path / "azureml-models"))  # as inside a service
+    assert Model.get_model_path("sklearn_regression_model") == str(tmp_path / path)
+
+
+def test_register_records_framework_as_properties(ws, project):
+    from bundler.azureml.core import Model
+
+    model = Model.register(
+        ws, "sklearn_regression_model.pkl", "ridge", model_framework=Model.Framework.SCIKITLEARN,
+        model_framework_version=sklearn.__version__, properties={"r2": "0.45"},
+    )  # fmt: skip
+    assert model.properties == {
+        "model_framework": "ScikitLearn",
+        "model_framework_version": sklearn.__version__,
+        "r2": "0.45",
+    }
+    assert Model(ws, "ridge").model_framework == "ScikitLearn"
+
+
+@pytest.mark.parametrize(
+    "call, named",
+    [
+        ("from bundler.azureml.core import Dataset", "azureml.core.Dataset"),
+        ("from bundler.azureml.core import Experiment", "azureml.core.Experiment"),
+        ("Model.profile(ws, 'p', [], None, None)", "Model.profile"),
+        ("AciWebservice.deploy_configuration(cpu_cores=1, memory_gb=1)", "AciWebservice.deploy_configuration"),
+        ("AksWebservice.deploy_configuration()", "AksWebservice.deploy_configuration"),
+        ("InteractiveLoginAuthentication(tenant_id='t')", "InteractiveLoginAuthentication"),
+        ("Environment.get(ws, 'AzureML-Minimal')", "Environment.get('AzureML-Minimal')"),
+        ("ws.get_default_datastore()", "Workspace.get_default_datastore"),
+        ("Workspace.create('w')", "Workspace.create"),
+        ("Model(ws, 'sklearn_regression_model').add_tags({'a': 'b'})", "Model.add_tags"),
+        ("InferenceConfig(entry_script='score.py', extra_docker_file_steps='x')", "extra_docker_file_steps"),
+        ("Model.deploy(ws, 's', [], InferenceConfig(entry_script='score.py'), None)", "Model.deploy with NoneType"),
+        ("Model.package(ws, [Model(ws, 'sklearn_regression_model')])", "without an inference_config"),
+        ("Environment('e').build(ws)", "Environment.build"),
+    ],
+)
+def test_cloud_only_names_raise_one_clear_error(ws, call, named):
+    from bundler.azureml.core import Environment, InferenceConfig, Model, Workspace  # noqa: F401
+    from bundler.azureml.core.authentication import InteractiveLoginAuthentication  # noqa: F401
+    from bundler.azureml.core.webservice import AciWebservice, AksWebservice  # noqa: F401
+    from bundler.azureml.exceptions import NotSupportedError
+
+    with pytest.raises(NotSupportedError) as caught:
+        exec(call, globals(), locals())
+    message = str(caught.value)
+    assert named in message and "is not supported by bundler.azureml: " in message
+    assert "\n" not in message and len(message.split(": ", 1)[1]) > 20  # and says what to do instead
+    assert isinstance(caught.value, api.BundlerError)  # the CLI's error classes
+
+
+def test_an_unknown_name_is_an_attribute_error(ws):
+    from bundler.azureml.core import Model
+
+    with pytest.raises(AttributeError):
+        Model.no_such_method  # noqa: B018
+    with pytest.raises(ImportError):
+        exec("from bundler.azureml.core import NoSuchThing")
+
+
+def test_conda_dependencies_keep_an_unchanged_file_byte_for_byte(project):
+    from bundler.azureml.core.conda_dependencies import CondaDependencies
+
+    text = "# my comment\n" + CONDA_FILE
+    (project / "env.yml").write_text(text)
+    dependencies = CondaDependencies("env.yml")
+    assert dependencies.serialize_to_string() == text
+    assert dependencies.get_python_version() == "3.11"
+    dependencies.add_pip_package("requests==2.32.3")
+    dependencies.add_conda_package("python=3.12")
+    changed = dependencies.serialize_to_string()
+    assert "# my comment" not in changed and "- python=3.12\n" in changed and "  - requests==2.32.3\n" in changed
+    dependencies.remove_pip_package("requests")
+    assert "requests" not in dependencies.serialize_to_string()
+    again = CondaDependencies.create(pip_packages=["a==1"], python_version="3.10", channels=["defaults"])
+    assert (
+        again.serialize_to_string()
+        == CondaDependencies.create(
+            pip_packages=["a==1"], python_version="3.10", channels=["defaults"]
+        ).serialize_to_string()
+    )  # the same content is written the same way
+
+
+def test_a_mistake_ends_in_one_line_naming_the_fix(project):
+    (project / "broken.py").write_text(
+        "from bundler.azureml.core import Workspace\n"
+        "from bundler.azureml.core.model import Model\n"
+        "Model(Workspace.from_config(), 'nothing-here')\n"
+    )
+    result = subprocess.run([sys.executable, "broken.py"], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "ModelNotFound: model 'nothing-here' is not registered" in result.stderr.splitlines()[-1]
+
+
+def test_package_with_a_missing_entry_script_fails_in_wait_for_creation(ws, project):
+    from bundler.azureml.core import InferenceConfig, Model
+
+    package = Model.package(ws, [Model(ws, "sklearn_regression_model")], InferenceConfig(entry_script="nope.py"))
+    with pytest.raises(api.InputError, match="nope.py"):
+        package.wait_for_creation()
+    assert package.state == "Failed"
+    shutil.rmtree(project / "imagefiles", ignore_errors=True)
