@@ -37,3 +37,13 @@ def project(tmp_path, cli, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert cli("register", "m.bin", "--name", "m").exit_code == 0
     return tmp_path
+
+
+@pytest.fixture
+def engine_bin(tmp_path, monkeypatch):
+    """A PATH whose docker and podman are recording stand-ins (tests/fake_engine.py)."""
+    import fake_engine
+
+    folder = fake_engine.install(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{folder}:/usr/bin:/bin")
+    return folder

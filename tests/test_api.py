@@ -14,31 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from fake_engine import DIGEST, calls
 
 from bundler import api, layout
-
-DIGEST = "sha256:" + "ab" * 32
-FAKE_ENGINE = f"""#!{sys.executable}
-import json, os, sys
-from pathlib import Path
-name = Path(sys.argv[0]).name
-args = sys.argv[1:]
-record = {{"argv": args, "stdin": sys.stdin.read() if "--password-stdin" in args else None}}
-with open(Path(sys.argv[0]).parent / "calls.jsonl", "a") as out:
-    out.write(json.dumps(record) + "\\n")
-if args[0] == "info":
-    sys.exit(0 if name == "docker" and os.environ.get("FAKE_DOCKER_UP") else 1)
-if args[0] == "login" and record["stdin"] != os.environ.get("FAKE_GOOD_PASSWORD"):
-    print("Error: logging in: invalid username/password", file=sys.stderr)
-    sys.exit(1)
-if args[0] == "push" and "--digestfile" in args:
-    Path(args[args.index("--digestfile") + 1]).write_text("{DIGEST}")
-if args[:2] == ["image", "inspect"] and "--format" in args:
-    repository = args[-1].rsplit(":", 1)[0]
-    print(json.dumps([repository + "@{DIGEST}"]))
-if args[:2] == ["image", "inspect"] and "--format" not in args and args[-1] == "missing":
-    sys.exit(1)
-"""
 
 
 @pytest.fixture
@@ -48,23 +26,6 @@ def project(tmp_path, monkeypatch):
     monkeypatch.setenv("BUNDLER_HOME", str(tmp_path / "registry"))
     monkeypatch.chdir(tmp_path)
     return tmp_path
-
-
-@pytest.fixture
-def engine_bin(tmp_path, monkeypatch):
-    """A PATH holding stand-ins for docker and podman; their calls land in calls.jsonl."""
-    folder = tmp_path / "bin"
-    folder.mkdir()
-    for name in ("docker", "podman"):
-        (folder / name).write_text(FAKE_ENGINE)
-        (folder / name).chmod(0o755)
-    monkeypatch.setenv("PATH", f"{folder}:/usr/bin:/bin")
-    return folder
-
-
-def calls(folder: Path) -> list[dict]:
-    path = folder / "calls.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def saved_with_registry(project: Path) -> Path:

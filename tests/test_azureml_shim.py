@@ -340,3 +340,66 @@ def test_package_with_a_missing_entry_script_fails_in_wait_for_creation(ws, proj
         package.wait_for_creation()
     assert package.state == "Failed"
     shutil.rmtree(project / "imagefiles", ignore_errors=True)
+
+
+def test_an_image_package_builds_names_and_logs(ws, engine_bin, capsys):
+    from fake_engine import calls
+
+    from bundler.azureml.core import Environment, InferenceConfig, Model
+
+    env = Environment.from_conda_specification("myenv", "myenv.yml")
+    config = InferenceConfig(entry_script="score.py", environment=env)
+    model = Model(ws, "sklearn_regression_model")
+    package = Model.package(ws, [model], config, image_name="diabetes-svc", image_label="v2")
+    package.wait_for_creation(show_output=True)
+    assert (package.state, package.location) == ("Succeeded", "diabetes-svc:v2")
+    build = [c["argv"] for c in calls(engine_bin) if c["argv"][0] == "build"]
+    assert len(build) == 1 and build[0][:5] == ["build", "--format", "docker", "--tag", "diabetes-svc:v2"]
+    assert "built image diabetes-svc:v2 with podman" in package.get_logs()
+    assert package.pull() == "diabetes-svc:v2"
+    assert capsys.readouterr().out.splitlines()[-1] == "Image is local: diabetes-svc:v2"
+    default = Model.package(ws, [model], config)
+    default.wait_for_creation()
+    assert default.location == "sklearn_regression_model:1"  # the first model's name and version
+
+
+def test_a_dockerfile_package_is_not_pulled(ws):
+    from bundler.azureml.core import InferenceConfig, Model
+    from bundler.azureml.exceptions import NotSupportedError
+
+    package = Model.package(
+        ws, [Model(ws, "sklearn_regression_model")], InferenceConfig(entry_script="score.py"), generate_dockerfile=True
+    )
+    with pytest.raises(NotSupportedError, match="package.save"):
+        package.pull()
+
+
+def test_every_refused_name_is_documented_and_refused(ws):
+    """docs/azureml-migration.md lists each name the shim refuses; each one raises."""
+    import bundler.azureml.core as core
+    from bundler.azureml.core import authentication, conda_dependencies, environment, model, package, webservice
+    from bundler.azureml.core import workspace as workspace_module
+    from bundler.azureml.exceptions import NotSupportedError
+
+    documented = (Path(__file__).parent.parent / "docs" / "azureml-migration.md").read_text()
+    classes = [
+        workspace_module.Workspace, model.Model, environment.Environment, environment.DockerSection,
+        conda_dependencies.CondaDependencies, package.ModelPackage, webservice.LocalWebservice, webservice.Webservice,
+    ]  # fmt: skip
+    checked = 0
+    for cls in classes:
+        for name in cls.REFUSED:
+            assert name in documented, f"{cls.__name__}.{name} is refused but not documented"
+            with pytest.raises(NotSupportedError):
+                getattr(cls, name)
+            checked += 1
+    for name in core.REFUSED:
+        assert name in documented
+        with pytest.raises(NotSupportedError):
+            getattr(core, name)
+        checked += 1
+    for name in ("InteractiveLoginAuthentication", "ServicePrincipalAuthentication", "MsiAuthentication"):
+        assert name in documented
+        with pytest.raises(NotSupportedError):
+            getattr(authentication, name)()
+    assert checked > 40
