@@ -64,6 +64,7 @@ __all__ = [
     "login",
     "model",
     "models",
+    "pack",
     "push",
     "register",
     "save",
@@ -176,8 +177,16 @@ def verify(
     cwd: Path | str | None = None,
 ) -> Report:
     """Every file of BUNDLE against its bundle.json, or, given `against`, against what save
-    would write from those inputs now. Differences are in the report, not raised."""
+    would write from those inputs now. BUNDLE may be an archive (.tar, .tar.gz): it is read,
+    never extracted. Differences are in the report, not raised."""
+    from bundler import archive
+
+    where = Path(cwd, bundle) if cwd is not None else Path(bundle)  # as given: messages name it so
     cwd = Path(cwd) if cwd is not None else Path.cwd()
+    if archive.is_archive(where) and where.is_file():
+        if against is not None:
+            raise InputError(f"{bundle}: compare an archive with bundle.json only; extract it to compare with inputs")
+        return archive.check(where)
     if against is not None:
         from bundler.diff import verify_against_inputs
 
@@ -185,6 +194,14 @@ def verify(
     from bundler import verify as verify_module
 
     return verify_module.check(Path(cwd, bundle))
+
+
+def pack(bundle: Path | str = DEFAULT_BUNDLE, archive: Path | str = "imagefiles.tar.gz"):
+    """Write BUNDLE as one deterministic archive (.tar or .tar.gz), every file checked
+    against bundle.json on the way; `docker build - < ARCHIVE` builds it."""
+    from bundler import archive as archive_module
+
+    return archive_module.pack(Path(bundle), Path(archive))
 
 
 def build(

@@ -229,6 +229,7 @@ _INPUT_FIELDS = {
     "base_image": "base_image",
     "config_path": "config",
     "vendor": "vendor",
+    "with_base_image": "with_base_image",
     "allow_secrets": "allow_secrets",
 }
 
@@ -274,6 +275,11 @@ def input_options(func):
             help="Download the image's packages into the bundle, so docker build needs no network.",
         ),
         click.option(
+            "--with-base-image/--without-base-image",
+            default=None,
+            help="Export the base image into the bundle (base-images/), for `docker load` where no registry is.",
+        ),
+        click.option(
             "--allow-secret",
             "allow_secrets",
             multiple=True,
@@ -291,14 +297,20 @@ def input_options(func):
 @click.argument("outdir", default=DEFAULT_BUNDLE, type=click.Path(path_type=Path))
 @input_options
 @click.option("--force", is_flag=True, help="Replace a bundle even if it has hand edits.")
+@click.option(
+    "--archive",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the bundle as one archive (.tar or .tar.gz) to carry across an air gap.",
+)
 @json_option
-def save(outdir: Path, flags, home: Path | None, force: bool, as_json: bool) -> None:
+def save(outdir: Path, flags, home: Path | None, force: bool, archive: Path | None, as_json: bool) -> None:
     """Write the Docker build context for the configured models to OUTDIR (default ./imagefiles)."""
     from bundler import api
 
     result = api.save(outdir, flags, home=home, force=force)
+    packed = api.pack(result.path, archive) if archive else None
     if as_json:
-        _print_json(result)
+        _print_json({**result.to_json(), "archive": packed.to_json() if packed else None})
         return
     image, plan = result.plan.image, result.plan
     click.echo(f"models: {', '.join(image.model_refs) or 'none (AZUREML_MODEL_DIR is an empty folder)'}")
@@ -325,7 +337,11 @@ def save(outdir: Path, flags, home: Path | None, force: bool, as_json: bool) -> 
     if image.environment.vendored:
         click.echo(f"vendored: {result.prepared.wheel_count} wheels (docker build needs no network but the base image)")
     click.echo(f"wrote {result.file_count} files to {shown(str(result.path))}")
-    click.echo(f"next: docker build --tag {image.default_tag} {_typed(result.path)}")
+    if packed:
+        click.echo(f"archive: {shown(str(packed.path))} ({_size(packed.bytes)})")
+        click.echo(f"next: docker build --tag {image.default_tag} - < {_typed(packed.path)}")
+    else:
+        click.echo(f"next: docker build --tag {image.default_tag} {_typed(result.path)}")
 
 
 @main.command()
@@ -338,7 +354,7 @@ def save(outdir: Path, flags, home: Path | None, force: bool, as_json: bool) -> 
 @input_options
 @json_option
 def verify(bundle: Path, against_inputs: bool, flags, home: Path | None, as_json: bool) -> None:
-    """Check every file of BUNDLE (default ./imagefiles) against its bundle.json: sha256, size, mode."""
+    """Check every file of BUNDLE (default ./imagefiles) or of an archive, unextracted, against its bundle.json."""
     from bundler import api
 
     report = api.verify(bundle, against=flags if against_inputs else None, home=home)
@@ -353,6 +369,30 @@ def verify(bundle: Path, against_inputs: bool, flags, home: Path | None, as_json
         raise report.failure(bundle, reference)
     if not as_json:
         click.echo(f"ok: every file of {shown(str(bundle))} matches {reference}")
+
+
+@main.command()
+@click.argument("bundle", default=DEFAULT_BUNDLE, type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    "target",
+    default="imagefiles.tar.gz",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The archive to write: .tar or .tar.gz.",
+)
+@json_option
+def pack(bundle: Path, target: Path, as_json: bool) -> None:
+    """Write BUNDLE (default ./imagefiles) as one deterministic archive, every file checked on the way."""
+    from bundler import api
+
+    packed = api.pack(bundle, target)
+    if as_json:
+        _print_json(packed)
+        return
+    click.echo(f"wrote {packed.files} files to {shown(str(packed.path))} ({_size(packed.bytes)})")
+    click.echo(f"next: bundler verify {_typed(packed.path)}, then docker build --tag IMAGE - < {_typed(packed.path)}")
 
 
 @main.command()
@@ -427,7 +467,7 @@ def push(bundle: Path, tag: str | None, to: str | None, as_json: bool) -> None:
 @main.command()
 @click.argument("bundle", default=DEFAULT_BUNDLE, type=click.Path(path_type=Path))
 def login(bundle: Path) -> None:
-    """Log docker (or podman) in to each registry of BUNDLE's registry-login.json.
+    """Log docker (or podman) in to the registries of BUNDLE (default ./imagefiles).
 
     The password is read from the environment variable the file names and given to the
     engine on its standard input, never on a command line or in a file."""

@@ -67,6 +67,7 @@ class Config:
     registry: RegistryLogin | None = None
     dockerfile_template: Path | None = None
     vendor: bool = False  # download wheels into the bundle for an offline build
+    with_base_image: bool = False  # export the base image(s) into the bundle, for `docker load`
     platform: str = "linux/amd64"
     allowed_secrets: tuple[Path, ...] = ()  # files (or folders) that only look like secrets: they ship
 
@@ -84,6 +85,7 @@ class Flags:
     conda_builder: str | None = None
     base_image: str | None = None
     vendor: bool | None = None
+    with_base_image: bool | None = None
     allow_secrets: tuple[str, ...] = ()
 
 
@@ -117,6 +119,7 @@ def load(flags: Flags, cwd: Path) -> Config:
         registry=registry,
         dockerfile_template=template.path if template else None,
         vendor=environment.vendor,
+        with_base_image=environment.with_base_image,
         platform=environment.platform,
         allowed_secrets=_allowed_secrets(flags, document, cwd),
     )
@@ -179,6 +182,7 @@ class _EnvironmentTable:
     base_image: Setting | None  # None: the conda builders choose their own default
     vendor: bool
     platform: str
+    with_base_image: bool
 
 
 def _environment(flags: Flags, document: Document, cwd: Path) -> _EnvironmentTable:
@@ -209,6 +213,7 @@ def _environment(flags: Flags, document: Document, cwd: Path) -> _EnvironmentTab
             "or myregistry.azurecr.io/python:3.11-slim"
         )
     vendor = _chosen(flags.vendor, "--vendor", cwd, document, "environment", "vendor")
+    with_base = _chosen(flags.with_base_image, "--with-base-image", cwd, document, "environment", "with_base_image")
     platform = document.setting("environment", "platform")
     if platform is not None and platform.value not in PLATFORMS:
         raise ConfigError(f"{platform.where}: platform must be one of {', '.join(PLATFORMS)}")
@@ -221,6 +226,7 @@ def _environment(flags: Flags, document: Document, cwd: Path) -> _EnvironmentTab
         base_image,
         bool(vendor and vendor.value),
         platform.value if platform else PLATFORMS[0],
+        bool(with_base and with_base.value),
     )
 
 

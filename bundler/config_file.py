@@ -35,6 +35,7 @@ SCHEMA: dict[str, dict[str, type]] = {
         "base_image": str,
         "vendor": bool,
         "platform": str,
+        "with_base_image": bool,
     },
     "server": {"port": int, "workers": int, "scoring_timeout": int, "max_request_bytes": int, "engine": str},
     "registry": {"address": str, "username": str, "password_env": str},

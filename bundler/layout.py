@@ -33,6 +33,7 @@ RUNTIME_REQUIREMENTS = f"{RUNTIME_DIR}/requirements.txt"
 ENVIRONMENT_DIR = "environment"
 DEFAULT_REQUIREMENTS = f"{ENVIRONMENT_DIR}/requirements.txt"
 WHEELS_DIR = f"{ENVIRONMENT_DIR}/wheels"
+BASE_IMAGES_DIR = "base-images"  # --with-base-image: the base image(s), as `docker load` reads them
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class BundleNames:
 
     manifest: str = MANIFEST
     registry_login: str = REGISTRY_LOGIN
+    base_images_dir: str = BASE_IMAGES_DIR
     readme: str = README
     models_dir: str = MODELS_DIR
     app_dir: str = APP_DIR
@@ -77,6 +79,12 @@ def python_too_old(version: str) -> bool:
 def model_folder(name: str, version: int) -> str:
     """A model's folder in the bundle, e.g. azureml-models/diabetes/1."""
     return f"{MODELS_DIR}/{name}/{version}"
+
+
+def base_image_file(image: str) -> str:
+    """Where --with-base-image puts IMAGE in the bundle: its reference as a file name."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", image).strip("-.")[:120]
+    return f"{BASE_IMAGES_DIR}/{name}.tar"
 
 
 def build_path(bundle_path: str) -> str:
@@ -237,6 +245,8 @@ class Manifest:
     files: dict[str, FileRecord] = field(default_factory=dict)
     conda_file: str | None = None  # the conda file the environment comes from, when there is one
     builder: str = "pip"  # what installs the environment: pip (a venv) or conda (micromamba)
+    # --with-base-image: (image, path in the bundle, image ID as `docker load` gives it)
+    base_image_archives: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def model_keys(self) -> tuple[tuple[str, int], ...]:
@@ -270,6 +280,16 @@ class Manifest:
                     "vendor": self.vendor,
                     # Only when a conda file was given: pip bundles read as they always did.
                     **({"conda_file": self.conda_file, "builder": self.builder} if self.conda_file else {}),
+                    **(
+                        {
+                            "base_image_archives": [
+                                {"image": image, "path": path, "id": image_id}
+                                for image, path, image_id in self.base_image_archives
+                            ]
+                        }
+                        if self.base_image_archives
+                        else {}
+                    ),
                 },
                 "files": {
                     path: {"mode": f"{r.mode:04o}", "size": r.size, "sha256": r.sha256}
@@ -308,6 +328,17 @@ class Manifest:
             files=files,
             conda_file=_environment_file(inputs["conda_file"]) if "conda_file" in inputs else None,
             builder=_text(inputs.get("builder", "pip"), "inputs.builder"),
+            base_image_archives=tuple(
+                (
+                    _text(item.get("image"), "inputs.base_image_archives.image"),
+                    _text(item.get("path"), "inputs.base_image_archives.path"),
+                    _text(item.get("id"), "inputs.base_image_archives.id"),
+                )
+                for item in (
+                    _table(i, "inputs.base_image_archives")
+                    for i in _list(inputs.get("base_image_archives", []), "inputs.base_image_archives")
+                )
+            ),
         )
 
 

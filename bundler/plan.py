@@ -100,6 +100,7 @@ class ImageSpec:
     healthcheck: tuple[str, ...]
     registries: tuple[RegistrySpec, ...]
     default_tag: str
+    base_archives: tuple[tuple[str, str], ...] = ()  # --with-base-image: (image, its file in the bundle)
     bundle: layout.BundleNames = layout.BUNDLE
     app_root: str = layout.APP_ROOT
     models_root: str = layout.MODELS_ROOT
@@ -160,6 +161,9 @@ def make(inputs: Inputs) -> Plan:
         healthcheck=layout.HEALTHCHECK,
         registries=_registries(config, environment, push_reference(default_tag, models)),
         default_tag=default_tag,
+        base_archives=tuple((image, layout.base_image_file(image)) for image in _pulled(environment))
+        if config.with_base_image
+        else (),
     )
     manifest = layout.Manifest(
         generator_version=__version__,
@@ -287,14 +291,16 @@ def push_reference(default_tag: str, models: tuple[ModelRecord, ...]) -> str:
     return f"{default_tag}:{models[0].version if models else 'latest'}"
 
 
+def _pulled(environment: EnvironmentPlan) -> tuple[str, ...]:
+    """The images the Dockerfile starts from: the base image, and a builder's own."""
+    return (environment.base_image, *((environment.build.builder_image,) if environment.build.builder_image else ()))
+
+
 def _registries(config: Config, environment: EnvironmentPlan, pushed_as: str) -> tuple[RegistrySpec, ...]:
     """Each registry the Dockerfile pulls from, with its images, and the one of [registry]: the
     image is pushed there, and its login is also the base image's when that comes from there."""
-    images = [environment.base_image]
-    if environment.build.builder_image:
-        images.append(environment.build.builder_image)
     by_address: dict[str, list[str]] = {}
-    for image in images:
+    for image in _pulled(environment):
         by_address.setdefault(registry_of(image), []).append(image)
     login = config.registry
     if login is not None:

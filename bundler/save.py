@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bundler import config as config_module
@@ -165,6 +165,12 @@ def prepare(flags: config_module.Flags, home: Path, cwd: Path, outdir: Path, scr
         from bundler import vendor
 
         wheels = vendor.packages_for(plan, scratch)
+    if plan.image.base_archives:
+        from bundler import base_images
+
+        exported, records = base_images.export(plan.image.base_archives, scratch)
+        wheels += exported
+        plan = replace(plan, manifest=replace(plan.manifest, base_image_archives=records))
     entries = plan.files + wheels + render.generated_files(plan)
     return Prepared(plan, tuple(sorted(entries, key=lambda e: e.path)))
 

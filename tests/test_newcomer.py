@@ -167,10 +167,10 @@ def test_the_command_list_shows_whole_descriptions(cli):
     listing = cli("--help").output
     commands = listing.split("Commands:")[1]
     assert "..." not in commands
-    assert "Check every file of BUNDLE (default ./imagefiles) against its" in commands
+    assert "Check every file of BUNDLE (default ./imagefiles) or of an archive, unextracted, against" in commands
 
 
-@pytest.mark.parametrize("command", ["verify", "serve", "build", "diff", "save"])
+@pytest.mark.parametrize("command", ["verify", "serve", "build", "diff", "save", "login", "push", "pack"])
 def test_each_bundle_command_names_its_default_folder(cli, command):
     assert "(default ./imagefiles)" in " ".join(cli(command, "--help").output.split())
 
