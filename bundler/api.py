@@ -140,6 +140,8 @@ def register(
     home: Path | str | None = None,
 ) -> Registration:
     """Register a model file or folder as the next version of NAME."""
+    if not isinstance(path, (str, Path)):
+        raise InputError(f"register: the model's path must be a path or text, not {type(path).__name__}")
     return registry(home).register(Path(path), name, description, tags, properties)
 
 
@@ -151,6 +153,8 @@ def models(home: Path | str | None = None) -> tuple[ModelSummary, ...]:
 
 def model(ref: str | ModelRef, home: Path | str | None = None) -> ModelVersion:
     """NAME (the latest version) or NAME:VERSION, with its files and metadata."""
+    if not isinstance(ref, (str, ModelRef)):
+        raise InputError(f"a model reference is text, NAME or NAME:VERSION, not {type(ref).__name__}")
     return registry(home).resolve(parse_ref(ref) if isinstance(ref, str) else ref)
 
 
@@ -166,6 +170,10 @@ def save(
     from bundler.save import save as save_bundle
 
     cwd = Path(cwd) if cwd is not None else Path.cwd()
+    if inputs is not None and not isinstance(inputs, Inputs):
+        raise InputError(f"save: inputs must be bundler.api.Inputs(...), not {type(inputs).__name__}")
+    if not isinstance(outdir, (str, Path)):
+        raise InputError(f"save: the output folder must be a path, not {type(outdir).__name__}")
     return save_bundle(inputs or Inputs(), registry(home).home, cwd, Path(outdir), force=force)
 
 

@@ -60,6 +60,8 @@ def pack(bundle: Path, target: Path) -> Packed:
     target = Path(os.path.abspath(target))
     if target.is_dir():
         raise InputError(f"{target} is a folder; give the archive's file name, e.g. {target}/imagefiles.tar.gz")
+    if not target.parent.is_dir():
+        raise InputError(f"{target.parent} is not a folder; create it, or write the archive elsewhere")
     if target.is_relative_to(Path(os.path.abspath(bundle))):
         raise InputError(f"{target} is inside the bundle {bundle}; write the archive outside it")
     fd, staged = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)

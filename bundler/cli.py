@@ -153,6 +153,8 @@ def register(path: Path, name: str, description: str, tags: tuple[str, ...], hom
         click.echo(f"skipped: {shown(skipped)} (looks like a secret; not registered)", err=True)
     for skipped in done.skipped_registries:
         click.echo(f"skipped: {shown(skipped)} (a bundler model registry; never registered)", err=True)
+    for skipped in done.skipped_bundles:
+        click.echo(f"skipped: {shown(skipped)} (a saved bundle; never registered)", err=True)
     click.echo(done.version.ref)
 
 
@@ -321,6 +323,8 @@ def save(outdir: Path, flags, home: Path | None, force: bool, archive: Path | No
         click.echo(f"skipped: {shown(skipped)} (looks like a secret; not copied into the bundle)")
     for skipped in plan.skipped_registries:
         click.echo(f"skipped: {shown(skipped)} (a bundler model registry; never copied into a bundle)")
+    for skipped in plan.skipped_bundles:
+        click.echo(f"skipped: {shown(skipped)} (a saved bundle; never copied into another)")
     for added in plan.added_requirements:
         click.echo(f"added: {added} to the server's requirements (the entry script uses it; Azure ML brings it too)")
     if plan.unprovided_imports:

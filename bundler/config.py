@@ -88,6 +88,29 @@ class Flags:
     with_base_image: bool | None = None
     allow_secrets: tuple[str, ...] = ()
 
+    def __post_init__(self):
+        """Python callers (bundler.api.Inputs) get one clear error for a value of the wrong
+        type; paths may be Path or str, lists may be lists."""
+        for name in ("entry_script", "source_directory", "requirements", "conda_file", "conda_builder", "base_image"):
+            value = getattr(self, name)
+            if isinstance(value, Path):
+                object.__setattr__(self, name, str(value))
+            elif value is not None and not isinstance(value, str):
+                raise InputError(f"Inputs({name}=...): a path or text, not {type(value).__name__}")
+        if self.config is not None and not isinstance(self.config, (str, Path)):
+            raise InputError(f"Inputs(config=...): a path, not {type(self.config).__name__}")
+        for name in ("models", "allow_secrets"):
+            value = getattr(self, name)
+            if isinstance(value, (str, Path)) or not all(isinstance(item, (str, Path)) for item in value):
+                raise InputError(f"Inputs({name}=...): a list of text, e.g. {name}=[{_EXAMPLES[name]!r}]")
+            object.__setattr__(self, name, tuple(str(item) for item in value))
+        for name in ("vendor", "with_base_image"):
+            if getattr(self, name) not in (None, True, False):
+                raise InputError(f"Inputs({name}=...): True, False or None, not {getattr(self, name)!r}")
+
+
+_EXAMPLES = {"models": "diabetes:1", "allow_secrets": "certs/ca.pem"}
+
 
 def registry_login(config: Path | None, cwd: Path) -> RegistryLogin | None:
     """[registry] of the config file (given, or ./bundler.toml), checked; None without one."""

@@ -98,7 +98,11 @@ class Engine:
         """docker records what a push returned as the image's RepoDigests: repository@sha256:..."""
         out = self._checked("image", "inspect", "--format", "{{json .RepoDigests}}", remote, doing="read the digest")
         pushed_to = repository(remote)
-        for item in json.loads(out or "[]") or []:
+        try:
+            recorded = json.loads(out or "[]") or []
+        except ValueError:
+            recorded = []
+        for item in recorded if isinstance(recorded, list) else []:
             name, _, digest = item.partition("@")
             if name == pushed_to and digest:
                 return digest

@@ -74,6 +74,13 @@ class RegistrySpec:
         return self.address == DOCKER_HUB
 
     @property
+    def login_command(self) -> str:
+        """`docker login`, as a shell reads it: a user name such as `robot$ci` is quoted."""
+        import shlex
+
+        return f"docker login {self.address} --username {shlex.quote(self.username or '')} --password-stdin"
+
+    @property
     def described(self) -> str:
         """'The base image `x` comes', or 'The images `a` and `b` come', for the bundle's README."""
         if len(self.images) == 1:
@@ -124,6 +131,7 @@ class Plan:
     skipped_secrets: tuple[str, ...]
     unpinned: tuple[str, ...] = ()  # requirements a build may resolve differently each time
     skipped_registries: tuple[str, ...] = ()  # model registries in the source directory, left out
+    skipped_bundles: tuple[str, ...] = ()  # saved bundles in the source directory, left out
     added_requirements: tuple[str, ...] = ()  # what the server's requirements gained for this script
     unprovided_imports: tuple[tuple[str, int], ...] = ()  # (package, line) no requirement seems to provide
 
@@ -185,6 +193,7 @@ def make(inputs: Inputs) -> Plan:
         skipped_secrets=inputs.sources.skipped_secrets if inputs.sources else (),
         unpinned=environment.unpinned,
         skipped_registries=inputs.sources.skipped_registries if inputs.sources else (),
+        skipped_bundles=inputs.sources.skipped_bundles if inputs.sources else (),
         added_requirements=server.added,
         unprovided_imports=imports.unprovided(
             inputs.entry.imports, user_requirements + server.names, _own_modules(inputs, entry_rel)

@@ -88,6 +88,7 @@ class Registration:
     version: ModelVersion
     skipped_secrets: tuple[str, ...] = ()
     skipped_registries: tuple[str, ...] = ()
+    skipped_bundles: tuple[str, ...] = ()
     freed_bytes: int = 0  # left in tmp/ by an interrupted register, and removed now
 
     def to_json(self) -> dict:
@@ -95,6 +96,7 @@ class Registration:
             **self.version.to_json(),
             "skipped_secrets": list(self.skipped_secrets),
             "skipped_registries": list(self.skipped_registries),
+            "skipped_bundles": list(self.skipped_bundles),
             "freed_bytes": self.freed_bytes,
         }
 
@@ -143,6 +145,8 @@ def parse_tags(tags) -> dict[str, str]:
 
 def _text_mapping(values, what: str) -> dict[str, str]:
     """Tags or properties: text keys and values (the Python API may pass anything)."""
+    if values is not None and not isinstance(values, dict):
+        raise InputError(f"{what}: a mapping of text to text, e.g. {{'team': 'risk'}}, not {type(values).__name__}")
     values = dict(values or {})
     for key, value in values.items():
         if not isinstance(key, str) or not key or not isinstance(value, str):
@@ -176,6 +180,7 @@ class Registry:
         return sorted(int(p.stem) for p in folder.glob("*.json") if p.stem.isdigit())
 
     def resolve(self, ref: ModelRef) -> ModelVersion:
+        validate_name(ref.name)  # a name becomes a path: never `..`, whoever built the ref
         versions = self.versions(ref.name)
         if not versions:
             known = ", ".join(self.names()) or "none"
@@ -216,7 +221,11 @@ class Registry:
         tags: dict[str, str] | None = None,
         properties: dict[str, str] | None = None,
     ) -> Registration:
+        if not isinstance(name, str):
+            raise InputError(f"the model name must be text, not {type(name).__name__}")
         validate_name(name)
+        if not isinstance(description, str):
+            raise InputError(f"the description must be text, not {type(description).__name__}")
         tags, properties = _text_mapping(tags, "tags"), _text_mapping(properties, "properties")
         found = _model_files(Path(source), self.home)
         tmp = self.home / "tmp"
@@ -236,7 +245,7 @@ class Registry:
         model = ModelVersion(
             name, version, stored, description, tuple(sorted(tags.items())), tuple(sorted(properties.items()))
         )
-        return Registration(model, found.skipped_secrets, found.skipped_registries, freed)
+        return Registration(model, found.skipped_secrets, found.skipped_registries, found.skipped_bundles, freed)
 
     def gc(self) -> Collected:
         """Remove what interrupted registers left: staging files, and stored files no version refers to."""
@@ -348,10 +357,11 @@ def _model_files(source: Path, home: Path):
     files = tuple((f"{folder.name}/{rel}", path) for rel, path in found.files)
     secrets = tuple(f"{folder.name}/{rel}" for rel in found.skipped_secrets)
     registries = tuple(f"{folder.name}/{rel}" for rel in found.skipped_registries)
+    bundles = tuple(f"{folder.name}/{rel}" for rel in found.skipped_bundles)
     if not files:
         left_out = f" (left out as secrets: {', '.join(secrets)})" if secrets else ""
         raise InputError(f"cannot register {source}: the directory holds no files{left_out}")
-    return Walk(files, secrets, registries)
+    return Walk(files, secrets, registries, bundles)
 
 
 def _check_utf8_name(source: Path) -> None:

@@ -33,7 +33,7 @@ def to_bytes(registries) -> bytes:
             entry.update(
                 username=r.username,
                 password_from={"env": r.password_env},
-                login=f"docker login {r.address} --username {r.username} --password-stdin",
+                login=r.login_command,
                 push=r.push,
             )
         elif r.docker_hub:

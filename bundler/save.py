@@ -61,6 +61,7 @@ class SaveResult:
             "push": [r.push for r in image.registries if r.push],
             "skipped_secrets": list(plan.skipped_secrets),
             "skipped_registries": list(plan.skipped_registries),
+            "skipped_bundles": list(plan.skipped_bundles),
             "added_requirements": list(plan.added_requirements),
             "unprovided_imports": [{"name": name, "line": line} for name, line in plan.unprovided_imports],
             "unpinned": list(plan.unpinned),

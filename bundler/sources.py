@@ -44,6 +44,7 @@ class SourceSelection:
     files: tuple[SourceFile, ...]
     skipped_secrets: tuple[str, ...]
     skipped_registries: tuple[str, ...] = ()
+    skipped_bundles: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Walk:
     files: tuple[tuple[str, Path], ...]  # (POSIX path relative to the walked folder, file), sorted
     skipped_secrets: tuple[str, ...]
     skipped_registries: tuple[str, ...] = ()  # folders holding a model registry: never entered
+    skipped_bundles: tuple[str, ...] = ()  # saved bundles (an earlier ./imagefiles): never entered
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,7 @@ def select(source_dir: Path, exclude: tuple[Path, ...] = (), allowed: tuple[Path
     )
     found = walk(source_dir, f"the source directory {source_dir}", "or add it to .bundlerignore", rules)
     files = tuple(SourceFile(rel, path, bool(path.stat().st_mode & 0o111)) for rel, path in found.files)
-    return SourceSelection(files, found.skipped_secrets, found.skipped_registries)
+    return SourceSelection(files, found.skipped_secrets, found.skipped_registries, found.skipped_bundles)
 
 
 def walk(folder: Path, what: str, fix: str, rules: Rules = Rules()) -> Walk:
@@ -107,7 +109,12 @@ def walk(folder: Path, what: str, fix: str, rules: Rules = Rules()) -> Walk:
         dirnames[:] = [name for name in sorted(dirnames) if walker.enters(current, name, prefix + name + "/")]
         for name in sorted(filenames):
             walker.take(current / name, prefix + name, real_prefix + name if real_prefix != prefix else None)
-    return Walk(tuple(sorted(walker.files)), tuple(sorted(walker.secrets)), tuple(sorted(walker.registries)))
+    return Walk(
+        tuple(sorted(walker.files)),
+        tuple(sorted(walker.secrets)),
+        tuple(sorted(walker.registries)),
+        tuple(sorted(walker.bundles)),
+    )
 
 
 class _Walker:
@@ -118,6 +125,7 @@ class _Walker:
         self.files: list[tuple[str, Path]] = []
         self.secrets: list[str] = []
         self.registries: list[str] = []
+        self.bundles: list[str] = []
 
     def secret_name(self, path: Path, rel: str) -> bool:
         return secret_rules.is_secret_name(rel) and not secret_rules.is_allowed(path, self.rules.allowed)
@@ -135,6 +143,9 @@ class _Walker:
             return False  # the output folder itself, too
         if _is_registry(path):
             self.registries.append(rel)
+            return False
+        if _is_bundle(path):
+            self.bundles.append(rel)
             return False
         if path.is_symlink():
             # A linked folder ships at the link's path, as a linked file does; not a secret
@@ -173,6 +184,11 @@ class _Walker:
 def _is_registry(path: Path) -> bool:
     """A bundler model registry (any, not only the one in use): it holds every registered model."""
     return (path / "blobs" / "sha256").is_dir() and (path / "models").is_dir()
+
+
+def _is_bundle(path: Path) -> bool:
+    """A saved bundle (another output folder than this save's): it holds copies of models."""
+    return (path / "bundle.json").is_file() and (path / "Dockerfile").is_file()
 
 
 def _holds_a_key(path: Path) -> bool:

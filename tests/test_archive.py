@@ -246,3 +246,13 @@ def test_save_json_names_the_archive(project):
     assert document["archive"]["bytes"] == (project / "out.tgz").stat().st_size
     with gzip.open(project / "out.tgz") as handle:
         assert handle.read(512)  # a real gzip stream
+
+
+def test_an_archive_into_a_missing_folder_names_the_folder(project):
+    assert bundler(*save_args("out")).returncode == 0
+    result = bundler("pack", "out", "-o", "nowhere/x.tar.gz")
+    assert result.returncode == 2
+    assert (
+        result.stderr
+        == f"bundler: error: {project / 'nowhere'} is not a folder; create it, or write the archive elsewhere\n"
+    )

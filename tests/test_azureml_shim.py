@@ -171,7 +171,7 @@ def test_environment_register_and_get(project):
         f"first: {sorted(['scikit-learn==' + sklearn.__version__, 'joblib==' + joblib.__version__, 'numpy==' + np.__version__])}",  # noqa: E501
         "all: ['myenv']",
     ]
-    stored = Path(os.environ["BUNDLER_HOME"], "environments", "myenv", "1", "conda_dependencies.yml")
+    stored = Path(os.environ["BUNDLER_HOME"], "environments", "myenv", "1", "myenv.yml")  # its own name
     assert stored.read_text() == CONDA_FILE  # version 1 was the file as given
 
 
@@ -403,3 +403,141 @@ def test_every_refused_name_is_documented_and_refused(ws):
         with pytest.raises(NotSupportedError):
             getattr(authentication, name)()
     assert checked > 40
+
+
+# -- what an adversarial review found ------------------------------------------------------
+
+
+def test_a_service_stops_when_the_python_that_deployed_it_exits(project):
+    register_model(project)
+    port = free_port()
+    script = project / "deploy_and_leave.py"
+    script.write_text((CODE / "local_webservice.py").read_text().split('print("scoring uri:"')[0])
+    result = subprocess.run([sys.executable, str(script), str(port)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "Local webservice is running" in result.stdout  # it ran, and the script ended without delete()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_a_port_in_use_is_refused_not_mistaken_for_the_service(ws, project):
+    from bundler.azureml.core import Environment, InferenceConfig, LocalWebservice, Model
+    from bundler.azureml.exceptions import WebserviceException
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = InferenceConfig(
+            entry_script="score.py", environment=Environment.from_conda_specification("e", "myenv.yml")
+        )
+        with pytest.raises(WebserviceException, match=f"port {taken.getsockname()[1]} is in use"):
+            Model.deploy(
+                ws, "svc", [Model(ws, "sklearn_regression_model")], config,
+                LocalWebservice.deploy_configuration(port=taken.getsockname()[1]),
+            )  # fmt: skip
+
+
+def test_package_save_keeps_hand_edits_unless_forced(ws, project):
+    from bundler.azureml.core import InferenceConfig, Model
+
+    config = InferenceConfig(entry_script="score.py")
+    package = Model.package(ws, [Model(ws, "sklearn_regression_model")], config, generate_dockerfile=True)
+    package.save("out")
+    with open(project / "out" / "Dockerfile", "a") as dockerfile:
+        dockerfile.write("# my edit\n")
+    with pytest.raises(api.OutputError, match="hand edits"):
+        package.save("out")
+    assert "# my edit" in (project / "out" / "Dockerfile").read_text()
+    package.save("out", force=True)
+    assert "# my edit" not in (project / "out" / "Dockerfile").read_text()
+
+
+def test_the_snippet_twice_never_ships_the_first_bundle(project):
+    first = run_code("package_dockerfile.py").stdout.splitlines()[1]
+    second = run_code("package_dockerfile.py").stdout.splitlines()[1]
+    files = layout.read_manifest(project / "imagefiles").files
+    assert not [path for path in files if path.startswith("azureml-app/imagefiles")]
+    assert first.split(" (")[0] == second.split(" (")[0]  # "saved N files", the same N both times
+    assert api.verify(project / "imagefiles").ok
+
+
+def test_environment_register_refuses_credentials_and_stores_nothing(ws, project):
+    from bundler.azureml.core import Environment
+    from bundler.azureml.core.conda_dependencies import CondaDependencies
+
+    (project / "req.txt").write_text("--extra-index-url https://deploy:S3cretTok3n@pypi.corp.example/simple\nnumpy\n")
+    with pytest.raises(api.InputError, match="credential"):
+        Environment.from_pip_requirements("creds", "req.txt").register(ws)
+    env = Environment("creds2")
+    env.python.conda_dependencies = CondaDependencies.create(
+        pip_packages=["numpy"], pip_indexurl="https://deploy:S3cretTok3n@pypi.corp.example/simple"
+    )
+    with pytest.raises(api.InputError, match="credential"):
+        env.register(ws)
+    home = Path(os.environ["BUNDLER_HOME"])
+    assert not [p for p in home.rglob("*") if p.is_file() and b"S3cretTok3n" in p.read_bytes()]
+
+
+@pytest.mark.parametrize(
+    "call, error",
+    [
+        ("Model(ws, '../../evil')", "invalid model name"),
+        ("Model.get_model_path('../etc', _workspace=ws)", "invalid model name"),
+        ("Model(ws, 'sklearn_regression_model', 1)", "pass version=1"),
+        ("Model(ws, 'sklearn_regression_model', version='abc')", "whole number"),
+        ("Model.package(ws, Model(ws, 'sklearn_regression_model'), InferenceConfig(entry_script='score.py'))", "list"),
+        ("Environment.get(ws, None)", "the name is text"),
+        ("CondaDependencies.create(conda_packages='numpy')", "a list of text"),
+        ("api.register('sklearn_regression_model.pkl', 'm', description=5)", "description must be text"),
+        ("api.register('sklearn_regression_model.pkl', 'm', tags=['a'])", "a mapping of text"),
+        ("api.register(None, 'm')", "must be a path"),
+        ("api.model(5)", "a model reference is text"),
+        ("api.save('o', {'models': ['m']})", "bundler.api.Inputs"),
+        ("api.Inputs(models='sklearn_regression_model')", "a list of text"),
+        ("api.Inputs(vendor='no')", "True, False or None"),
+        ("api.Inputs(entry_script=5)", "a path or text"),
+        ("Workspace.from_config(path='/nonexistent/config.json')", "no workspace config.json"),
+    ],
+)
+def test_wrong_arguments_from_python_are_one_clear_bundler_error(ws, call, error):
+    from bundler.azureml.core import CondaDependencies, Environment, InferenceConfig, Model, Workspace  # noqa: F401
+
+    with pytest.raises(api.BundlerError, match=error):
+        exec(call, globals(), locals())
+
+
+def test_sdk_shapes_the_review_found(ws, project):
+    from bundler.azureml.core import Environment, Model
+
+    env = Environment(name="service_env")
+    env.python.conda_dependencies.add_pip_package("scikit-learn")  # as in the SDK: a conda file to add to
+    assert "  - scikit-learn\n" in env.python.conda_dependencies.serialize_to_string()
+    # The SDK's positional order: tags, properties, description, datasets, then model_framework.
+    model = Model.register(ws, "sklearn_regression_model.pkl", "ridge", {"a": "b"}, None, "d", None, "ScikitLearn")
+    assert (model.tags, model.description, model.model_framework) == ({"a": "b"}, "d", "ScikitLearn")
+
+
+def test_the_workspace_config_file_is_the_packages(ws, project):
+    from bundler.azureml.core import InferenceConfig, Model, Workspace
+
+    (project / "other.toml").write_text(
+        '[registry]\naddress = "other.example.com"\nusername = "robot$ci"\npassword_env = "OTHER_PASSWORD"\n'
+    )
+    other = Workspace.from_config(config="other.toml")
+    package = Model.package(other, [Model(other, "sklearn_regression_model")], InferenceConfig(entry_script="score.py"))
+    package.save("out")
+    login = json.loads((project / "out" / "registry-login.json").read_text())
+    pushed = [r for r in login["registries"] if r["address"] == "other.example.com"][0]
+    assert pushed["login"] == "docker login other.example.com --username 'robot$ci' --password-stdin"  # quoted
+    assert package.get_container_registry().address == "other.example.com"
+
+
+def test_get_model_path_in_a_one_model_service(tmp_path, monkeypatch):
+    from bundler.azureml.core import Model
+
+    folder = tmp_path / "azureml-models" / "sklearn_regression_model" / "1"
+    folder.mkdir(parents=True)
+    (folder / "model.pkl").write_bytes(b"m")
+    monkeypatch.setenv("AZUREML_MODEL_DIR", str(folder))  # one model: the folder of its version
+    assert Model.get_model_path("sklearn_regression_model") == str(folder / "model.pkl")
+    assert Model.get_model_path("sklearn_regression_model", version=1) == str(folder / "model.pkl")

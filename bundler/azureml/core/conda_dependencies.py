@@ -55,6 +55,13 @@ class CondaDependencies(RefusingObject):
     ) -> CondaDependencies:
         """As the SDK's create, except that it adds no azureml-defaults (the bundle brings its
         own server) and pins nothing of an SDK; list azureml-defaults yourself if you use it."""
+        for argument, value in (
+            ("pip_packages", pip_packages),
+            ("conda_packages", conda_packages),
+            ("channels", channels),
+        ):
+            if value is not None and (isinstance(value, str) or not all(isinstance(item, str) for item in value)):
+                raise UserErrorException(f"CondaDependencies.create({argument}=...): a list of text, e.g. ['numpy']")
         dependencies = CondaDependencies()
         if python_version:
             dependencies.set_python_version(python_version)

@@ -28,7 +28,8 @@ _CURATED_PREFIXES = ("AzureML-", "Microsoft-")
 
 class PythonSection(RefusingObject):
     def __init__(self):
-        self.conda_dependencies: CondaDependencies | None = None
+        # As in the SDK: a new environment holds a conda file with Python alone, to add to.
+        self.conda_dependencies: CondaDependencies | None = CondaDependencies()
         self.user_managed_dependencies = False
         self.interpreter_path = "python"
         self.conda_dependencies_file = None
@@ -84,6 +85,7 @@ class Environment(RefusingObject):
             raise refuse("Environment.from_pip_requirements(pip_version=...)", "the image's pip is recent; drop it")
         environment = Environment(name)
         environment._pip_file = path
+        environment.python.conda_dependencies = None  # the requirements file is the environment
         return environment
 
     @staticmethod
@@ -124,33 +126,44 @@ class Environment(RefusingObject):
             )
         if self.docker.base_dockerfile:
             raise refuse("Environment.docker.base_dockerfile", Environment.REFUSED["from_dockerfile"])
-        dependencies = self.python.conda_dependencies
-        if dependencies is not None:
-            if self._conda_file is not None and dependencies.serialize_to_string() == _read(self._conda_file):
-                return "conda", self._conda_file
-            written = scratch / CONDA_FILE
-            written.write_text(dependencies.serialize_to_string(), encoding="utf-8")
-            return "conda", written
         if self._pip_file is not None:
             return "pip", self._pip_file
-        return None
+        dependencies = self.python.conda_dependencies
+        if dependencies is None:
+            return None
+        if self._conda_file is not None and dependencies.serialize_to_string() == _read(self._conda_file):
+            return "conda", self._conda_file
+        written = scratch / (self._conda_file.name if self._conda_file is not None else CONDA_FILE)
+        written.write_text(dependencies.serialize_to_string(), encoding="utf-8")
+        return "conda", written
 
     # -- the local environment registry ----------------------------------------------
 
     def register(self, workspace) -> Environment:
-        """Store this environment as the next version of its name; returns it, versioned."""
+        """Store this environment as the next version of its name; returns it, versioned. Its
+        file passes the checks `save` makes first: no credential is ever stored."""
+        if not isinstance(self.name, str):
+            raise UserErrorException(f"an environment's name is text, not {type(self.name).__name__}")
         validate_name(self.name, "environment name")
+        _check_base_image(self.docker.base_image)
         folder = _folder(workspace) / self.name
         folder.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
         try:
             found = self.environment_file(staging)
             kind, path = found if found else (None, None)
-            if path is not None and path.parent != staging:
-                shutil.copyfile(path, staging / (CONDA_FILE if kind == "conda" else PIP_FILE))
+            if path is not None:
+                _check_file(kind, path)
+            # Under its own name, so a bundle from the registered copy names it as the original did.
+            stored = staging / (_file_name(path) if path is not None else PIP_FILE)
+            if path is not None and path != stored:
+                shutil.copyfile(path, stored)
+                if path.parent == staging:
+                    path.unlink()
             settings = {
                 "name": self.name,
                 "kind": kind,
+                "file": stored.name if path is not None else None,
                 "base_image": self.docker.base_image,
                 "user_managed_dependencies": self.python.user_managed_dependencies,
             }
@@ -171,6 +184,8 @@ class Environment(RefusingObject):
     def get(workspace, name: str, version: str | None = None, label=None) -> Environment:
         if label is not None:
             raise refuse("Environment.get(label=...)", "ask for a version")
+        if not isinstance(name, str) or not name:
+            raise UserErrorException("Environment.get(ws, name): the name is text, e.g. 'myenv'")
         folder = _folder(workspace) / name
         versions = _versions(folder) if name and "/" not in name else []
         if not versions:
@@ -199,6 +214,36 @@ class Environment(RefusingObject):
         return f"Environment(name={self.name!r}, version={self.version!r})"
 
 
+def _check_file(kind: str, path: Path) -> None:
+    """The checks `save` makes of an environment file: credentials in URLs among them."""
+    if kind == "conda":
+        from bundler import conda
+
+        conda.collect(path)
+    else:
+        from bundler import requirements
+
+        requirements.collect(path)
+
+
+def _check_base_image(image) -> None:
+    from bundler.config import IMAGE_PATTERN
+
+    if image is not None and (not isinstance(image, str) or not IMAGE_PATTERN.fullmatch(image)):
+        raise UserErrorException("env.docker.base_image is not an image reference; use e.g. python:3.11-slim")
+
+
+def _file_name(path: Path) -> str:
+    return path.name if path.name != "environment.json" and not path.name.startswith(".") else CONDA_FILE
+
+
+def _stored_name(settings: dict, default: str) -> str:
+    name = settings.get("file") or default
+    if not isinstance(name, str) or "/" in name or name in ("", ".", "..", "environment.json"):
+        raise UserErrorException(f"a registered environment names its file {name!r}; register it again")
+    return name
+
+
 def _folder(workspace) -> Path:
     return Path(workspace.home) / "environments"
 
@@ -218,9 +263,9 @@ def _load(folder: Path, name: str, version: str) -> Environment:
         ) from None
     kind = settings.get("kind")
     if kind == "conda":
-        environment = Environment.from_conda_specification(name, folder / CONDA_FILE)
+        environment = Environment.from_conda_specification(name, folder / _stored_name(settings, CONDA_FILE))
     elif kind == "pip":
-        environment = Environment.from_pip_requirements(name, folder / PIP_FILE)
+        environment = Environment.from_pip_requirements(name, folder / _stored_name(settings, PIP_FILE))
     else:
         environment = Environment(name)
         environment.python.user_managed_dependencies = bool(settings.get("user_managed_dependencies"))

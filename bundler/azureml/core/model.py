@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bundler import api
 from bundler.azureml.exceptions import CLOUD, RefusingObject, UserErrorException, refuse
-from bundler.registry import ModelRef
+from bundler.registry import ModelRef, validate_name
 
 _REGISTER_CLOUD_ARGUMENTS = ("datasets", "sample_input_dataset", "sample_output_dataset", "resource_configuration")
 
@@ -99,13 +99,17 @@ class Model(RefusingObject):
         for given, label in ((tags, "tags"), (properties, "properties"), (run_id, "run_id"), *kwargs.items()):
             if given is not None and label != "expand":
                 raise refuse(f"Model(..., {label}=...)", "name the model and its version: Model(ws, name, version=N)")
+        if id is not None and name is not None:
+            raise UserErrorException(
+                f"Model(ws, {name!r}, {id!r}): the third argument is id ('name:version'); pass version={id!r}"
+            )
         if id is not None:
             name, _, number = str(id).partition(":")
-            version = version or (int(number) if number else None)
-        if not name:
-            raise UserErrorException("Model(ws, name) needs the model's name (or id='name:version')")
+            version = version if version is not None else (number or None)
+        if not isinstance(name, str) or not name:
+            raise UserErrorException("Model(ws, name) needs the model's name, as text (or id='name:version')")
         self.workspace = workspace
-        self._version = api.model(ModelRef(name, int(version) if version is not None else None), workspace.home)
+        self._version = api.model(ModelRef(validate_name(name), _version_number(version)), workspace.home)
 
     @classmethod
     def _of(cls, workspace, version) -> Model:
@@ -138,11 +142,13 @@ class Model(RefusingObject):
         tags=None,
         properties=None,
         description=None,
+        datasets=None,
         model_framework=None,
         model_framework_version=None,
         child_paths=None,
         **cloud,
     ) -> Model:
+        cloud["datasets"] = datasets
         for argument, value in cloud.items():
             if value is not None:
                 why = CLOUD if argument in _REGISTER_CLOUD_ARGUMENTS else "the SDK's option has no local meaning"
@@ -185,9 +191,14 @@ class Model(RefusingObject):
         ./azureml-models/NAME/VERSION/, as the SDK downloaded them; returns that path, or the
         file's path for a single file. Without one, inside a service: the model's place under
         AZUREML_MODEL_DIR."""
+        if not isinstance(model_name, str):
+            raise UserErrorException(
+                f"Model.get_model_path: the model name must be text, not {type(model_name).__name__}"
+            )
+        validate_name(model_name)
         if _workspace is None:
             return _path_in_service(model_name, version)
-        model = api.model(ModelRef(model_name, int(version) if version is not None else None), _workspace.home)
+        model = api.model(ModelRef(model_name, _version_number(version)), _workspace.home)
         target = Path("azureml-models", model.name, str(model.version))
         _copy_files(api.registry(_workspace.home), model, target)
         only = model.files[0].path if len(model.files) == 1 and "/" not in model.files[0].path else None
@@ -223,7 +234,7 @@ class Model(RefusingObject):
             )
         if image_config is not None:
             raise refuse("Model.package(image_config=...)", "give an InferenceConfig")
-        return ModelPackage(workspace, list(models), inference_config, generate_dockerfile, image_name, image_label)
+        return ModelPackage(workspace, models, inference_config, generate_dockerfile, image_name, image_label)
 
     @staticmethod
     def deploy(
@@ -242,9 +253,15 @@ class Model(RefusingObject):
             raise refuse(
                 "Model.deploy(deployment_target=...)", f"{CLOUD}; deploy with LocalWebservice.deploy_configuration()"
             )
-        return deploy_locally(
-            workspace, name, list(models), inference_config, deployment_config, overwrite, show_output
-        )
+        return deploy_locally(workspace, name, models, inference_config, deployment_config, overwrite, show_output)
+
+
+def _version_number(version) -> int | None:
+    if version is None:
+        return None
+    if isinstance(version, int) or (isinstance(version, str) and version.isdigit()):
+        return int(version)
+    raise UserErrorException(f"a model version is a whole number from 1, not {version!r}")
 
 
 def _copy_files(registry, model, target: Path) -> None:
@@ -272,6 +289,10 @@ def _path_in_service(model_name: str, version) -> str:
             "pass _workspace=ws to copy the model here"
         )
     root_path = Path(root)
+    if root_path.parent.name == model_name and (version is None or root_path.name == str(version)):
+        # One model: AZUREML_MODEL_DIR is NAME/VERSION itself, as Azure lays it out.
+        entries = list(root_path.iterdir()) if root_path.is_dir() else []
+        return str(entries[0]) if len(entries) == 1 else str(root_path)
     candidates = (
         [root_path / model_name / str(version)]
         if version is not None

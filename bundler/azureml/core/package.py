@@ -37,7 +37,7 @@ class ModelPackage(RefusingObject):
         self.workspace = workspace
         self.generate_dockerfile = bool(generate_dockerfile)
         self._scratch = tempfile.TemporaryDirectory(prefix="bundler-package-")
-        self._inputs = package_inputs(models, inference_config, Path(self._scratch.name))
+        self._inputs = package_inputs(workspace, models, inference_config, Path(self._scratch.name))
         self._image_name, self._image_label = image_name, image_label
         self._log: list[str] = []
         self.state = "NotStarted"
@@ -65,9 +65,10 @@ class ModelPackage(RefusingObject):
             raise
         self.state = "Succeeded"
 
-    def save(self, output_directory) -> str:
-        """Write the package's Docker build context (the bundle) to OUTPUT_DIRECTORY."""
-        result = api.save(output_directory, self._inputs, home=self.workspace.home, force=True)
+    def save(self, output_directory, force: bool = False) -> str:
+        """Write the package's Docker build context (the bundle) to OUTPUT_DIRECTORY; a bundle
+        there with hand edits is kept unless force=True, as `bundler save --force` does."""
+        result = api.save(output_directory, self._inputs, home=self.workspace.home, force=force)
         print(f"saved the build context to {result.path}")
         return str(result.path)
 
@@ -128,8 +129,15 @@ def _label(model_refs) -> str:
     return model_refs[0].split(":")[1] if model_refs else "latest"
 
 
-def package_inputs(models, inference_config, scratch: Path) -> Flags:
-    """The bundle inputs for models and an InferenceConfig (files it derives go to SCRATCH)."""
+def package_inputs(workspace, models, inference_config, scratch: Path) -> Flags:
+    """The bundle inputs for models and an InferenceConfig (files it derives go to SCRATCH), with
+    the workspace's bundler.toml."""
+    from bundler.azureml.core.model import InferenceConfig, Model
+
+    if not isinstance(models, (list, tuple)) or not all(isinstance(m, Model) for m in models):
+        raise UserErrorException("models must be a list of Model objects, e.g. [Model(ws, 'name')]")
+    if not isinstance(inference_config, InferenceConfig):
+        raise UserErrorException(f"inference_config must be an InferenceConfig, not {type(inference_config).__name__}")
     environment = inference_config.environment
     requirements = conda_file = base_image = None
     if environment is not None:
@@ -142,10 +150,8 @@ def package_inputs(models, inference_config, scratch: Path) -> Flags:
         path = inference_config.conda_file_path()
         conda_file = str(path) if path is not None else None
         base_image = inference_config.base_image
-    for model in models:
-        if not hasattr(model, "id"):
-            raise UserErrorException(f"{model!r} is not a Model: pass Model objects, e.g. Model(ws, 'name')")
     return Flags(
+        config=workspace.config,
         models=tuple(model.id for model in models),
         entry_script=inference_config.entry_script,
         source_directory=inference_config.source_directory,

@@ -1,5 +1,9 @@
 """Local web services: Model.deploy with LocalWebservice.deploy_configuration(port=...).
 
+A service lives as long as the Python that deployed it: `delete()` stops it, and so does
+that Python's exit (a container is removed; a local server gets SIGTERM, also when the
+Python is killed, through the kernel's parent-death signal).
+
 Where a Docker engine answers, the package's image is built and run as a container
 (`docker run -p 127.0.0.1:PORT:5001`). Where none does (podman cannot run containers on
 every machine, and this one may have no engine at all), the bundle's own server runs in this
@@ -9,6 +13,8 @@ their configurations raise an error that says how to run the image elsewhere.
 
 from __future__ import annotations
 
+import atexit
+import ctypes
 import json
 import os
 import signal
@@ -97,17 +103,18 @@ class LocalWebservice(RefusingObject):
     def wait_for_deployment(self, show_output: bool = False, timeout_sec: float = 300) -> None:
         deadline = time.monotonic() + timeout_sec
         while True:
-            if self._answers():
-                self.state = "Healthy"
-                if show_output:
-                    print(f"Local webservice is running at {self.scoring_uri} ({self.mode})", flush=True)
-                return
+            # Its own server first: whatever else may answer on the port is not this service.
             if self._process is not None and self._process.poll() is not None:
                 self.state = "Failed"
                 raise WebserviceException(
                     f"local service {self.name} stopped (exit {self._process.returncode}); its log ends: "
                     + " | ".join(self.get_logs().strip().splitlines()[-3:])
                 )
+            if self._answers():
+                self.state = "Healthy"
+                if show_output:
+                    print(f"Local webservice is running at {self.scoring_uri} ({self.mode})", flush=True)
+                return
             if time.monotonic() > deadline:
                 self.state = "Failed"
                 raise WebserviceException(
@@ -197,9 +204,13 @@ def deploy_locally(workspace, name, models, inference_config, deployment_config,
             )
         _LIVE[name].delete()
     port = deployment_config.port or _free_port()
+    if not _port_free(port):
+        raise WebserviceException(
+            f"port {port} is in use on this machine; choose another: deploy_configuration(port=...)"
+        )
     scratch = tempfile.TemporaryDirectory(prefix="bundler-service-")
     try:
-        inputs = package_inputs(models, inference_config, Path(scratch.name))
+        inputs = package_inputs(workspace, models, inference_config, Path(scratch.name))
         saved = api.save(Path(scratch.name, "bundle"), inputs, home=workspace.home)
         docker = engines.docker_engine()
         if docker is not None:
@@ -236,8 +247,40 @@ def _start_server(bundle: Path, port: int, log_path: Path) -> subprocess.Popen:
     command = serve.command(bundle, port=port, host="127.0.0.1")
     with open(log_path, "wb") as log:
         return subprocess.Popen(
-            list(command.argv), env=command.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            list(command.argv),
+            env=command.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_stop_with_parent,
         )
+
+
+def _stop_with_parent() -> None:
+    """In the server's process, before it starts: SIGTERM when the deploying Python dies."""
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: the exit handler below still stops it on a normal exit
+
+
+@atexit.register
+def _stop_all() -> None:
+    for service in list(_LIVE.values()):
+        try:
+            service.delete()
+        except Exception:  # noqa: BLE001 - at exit, stop what can be stopped and go on
+            pass
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
 
 
 def _free_port() -> int:

@@ -60,6 +60,10 @@ class Workspace(RefusingObject):
         or the current folder and its parents, in .azureml/, aml_config/ or themselves), else
         one named "local". Either way its models are in the local registry."""
         found = _find_config(Path(path) if path else Path.cwd(), _file_name or "config.json")
+        if path and found is None:
+            raise UserErrorException(
+                f"no workspace config.json at {path}; check the path, or call from_config() without one"
+            )
         values = {}
         if found is not None:
             try:
