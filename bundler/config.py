@@ -52,6 +52,17 @@ class RegistryLogin:
 
 
 @dataclass(frozen=True)
+class PackageIndex:
+    """Where pip finds packages, and the CA certificates it trusts for them, in stage 1 of the
+    build; never a credential: those reach the build only as a secret (a netrc)."""
+
+    index_url: str | None = None
+    extra_index_urls: tuple[str, ...] = ()
+    ca_certificates: tuple[Path, ...] = ()
+    trust_ca_at_runtime: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     models: tuple[ModelRef, ...]
     entry_script: Path
@@ -70,6 +81,7 @@ class Config:
     with_base_image: bool = False  # export the base image(s) into the bundle, for `docker load`
     platform: str = "linux/amd64"
     allowed_secrets: tuple[Path, ...] = ()  # files (or folders) that only look like secrets: they ship
+    package_index: PackageIndex | None = None  # a private index, its CA certificates
 
 
 @dataclass(frozen=True)
@@ -124,6 +136,7 @@ def load(flags: Flags, cwd: Path) -> Config:
     environment = _environment(flags, document, cwd)
     server, engine = _server(document)
     registry = _registry(document)
+    package_index = _package_index(document)
     template = document.setting("dockerfile", "template")
     _check_files(entry, source_dir, environment.requirements, environment.conda_file, template)
     _check_rules(environment)
@@ -145,6 +158,7 @@ def load(flags: Flags, cwd: Path) -> Config:
         with_base_image=environment.with_base_image,
         platform=environment.platform,
         allowed_secrets=_allowed_secrets(flags, document, cwd),
+        package_index=package_index,
     )
 
 
@@ -251,6 +265,46 @@ def _environment(flags: Flags, document: Document, cwd: Path) -> _EnvironmentTab
         platform.value if platform else PLATFORMS[0],
         bool(with_base and with_base.value),
     )
+
+
+def _package_index(document: Document) -> PackageIndex | None:
+    """[environment] index_url, extra_index_urls, ca_certificates, trust_ca_at_runtime."""
+    from bundler import credentials
+
+    values = document.table("environment")
+    urls = [("index_url", values["index_url"])] if "index_url" in values else []
+    extra = values.get("extra_index_urls", [])
+    urls += [("extra_index_urls", url) for url in extra]
+    for key, url in urls:
+        where = document.where("environment", key)
+        if not isinstance(url, str) or not re.fullmatch(r"https?://[^\s]+", url):
+            raise ConfigError(f"{where}: {url!r} is not an http(s) URL of a package index")
+        if credentials.find(url) or "@" in url.split("/")[2]:
+            raise ConfigError(
+                f"{where}: the URL holds a credential, which would reach the bundle; give the index without it, and "
+                "the credential at build time as a secret: docker build --secret id=netrc,src=$HOME/.netrc"
+            )
+    certificates = []
+    setting = document.setting("environment", "ca_certificates")
+    for value in setting.value if setting else ():
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{setting.where}: each entry must be a path (a string), not {value!r}")
+        path = Path(setting.base, value)
+        text = path.read_text(encoding="ascii", errors="replace") if path.is_file() else None
+        if text is None:
+            raise ConfigError(f"{setting.where}: CA certificate {path} not found")
+        if "-----BEGIN CERTIFICATE-----" not in text or "PRIVATE KEY" in text:
+            raise ConfigError(
+                f"{setting.where}: {path} is not a PEM CA certificate (-----BEGIN CERTIFICATE-----, and no private key)"
+            )
+        certificates.append(path)
+    runtime = bool(values.get("trust_ca_at_runtime", False))
+    if runtime and not certificates:
+        raise ConfigError(f"{document.where('environment', 'trust_ca_at_runtime')}: give ca_certificates to trust")
+    if not urls and not certificates:
+        return None
+    index_url = values.get("index_url")
+    return PackageIndex(index_url, tuple(extra), tuple(certificates), runtime)
 
 
 def _allowed_secrets(flags: Flags, document: Document, cwd: Path) -> tuple[Path, ...]:

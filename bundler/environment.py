@@ -10,7 +10,8 @@ stage 2 copies that prefix onto a base image that needs no Python of its own).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, replace
 
 from bundler import imports, layout, requirements
 
@@ -30,6 +31,11 @@ CONDA_PREFIX = "/opt/conda"
 FALLBACK_CHANNEL = "conda-forge"  # for a conda file that lists no channel
 CONDA_CHANNEL_DIR = f"{layout.ENVIRONMENT_DIR}/conda-channel"  # --vendor: the solved packages, indexed
 PIP_OPTIONS = ("--no-cache-dir", "--disable-pip-version-check")
+# A private index's credentials reach stage 1 only as a build secret, a netrc file
+# (docker build --secret id=netrc,src=...): mounted for the install alone, never in a layer.
+NETRC_SECRET = "netrc"
+NETRC_PATH = f"/run/secrets/{NETRC_SECRET}"
+CA_BUNDLE = f"{layout.ENVIRONMENT_DIR}/ca-certificates.pem"  # the CA certificates given, in one file
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,11 @@ class EnvironmentBuild:
     conda: CondaInstall | None = None  # conda: what micromamba is asked for beside the conda file
     root_steps: tuple[Step, ...] = ()  # run as root after `steps`, in a RUN of their own
     builder_user: str | None = None  # who runs `steps`: stage 1 returns to it after root_steps
+    run_options: tuple[str, ...] = ()  # RUN's own options for `steps`: the netrc secret's mount
+    index_url: str | None = None  # a private index (the README names it; --vendor downloads from it)
+    extra_index_urls: tuple[str, ...] = ()
+    ca: bool = False  # CA_BUNDLE ships: pip trusts it (and --vendor, when it downloads)
+    ca_at_runtime: bool = False  # the CA certificates are trusted by the serving image too
 
 
 def pip_install(pip: str, files: tuple[RequirementsFile, ...], wheels: str | None) -> Step:
@@ -157,6 +168,50 @@ def conda_build(
         conda=conda,
         root_steps=(Step("seal", ("chmod", "-R", "go-w", CONDA_PREFIX)),),
         builder_user=MICROMAMBA_USER,
+    )
+
+
+def with_package_index(
+    build: EnvironmentBuild, index_url: str | None, extra_index_urls: tuple[str, ...], ca: bool, ca_at_runtime: bool
+) -> EnvironmentBuild:
+    """The build, installing from a private index (pip's options; micromamba's pip: list through
+    PIP_* variables) with the CA certificates given, and the netrc secret mounted for its
+    credentials. Vendored installs reach no index: they keep only the CA for runtime."""
+    facts = {"index_url": index_url, "extra_index_urls": extra_index_urls, "ca": ca, "ca_at_runtime": ca_at_runtime}
+    if build.vendored:
+        return replace(build, **facts)
+    index = ((("--index-url", index_url),) if index_url else ()) + tuple(
+        ("--extra-index-url", u) for u in extra_index_urls
+    )
+    cert = (("--cert", layout.build_path(CA_BUNDLE)),) if ca else ()
+    variables = (f"NETRC={NETRC_PATH}",)
+    conda_variables = variables + ((f"PIP_INDEX_URL={index_url}",) if index_url else ())
+    conda_variables += (f"PIP_EXTRA_INDEX_URL={' '.join(extra_index_urls)}",) if extra_index_urls else ()
+    conda_variables += (
+        (f"PIP_CERT={layout.build_path(CA_BUNDLE)}", f"MAMBA_SSL_VERIFY={layout.build_path(CA_BUNDLE)}") if ca else ()
+    )
+
+    def changed(step: Step) -> Step:
+        if step.kind == "pip":
+            # --no-input: a refused credential ends the build with pip's error, never a prompt that waits.
+            return replace(
+                step,
+                program=("env", *variables, *step.program),
+                arguments=(("--no-input",), *index, *cert, *step.arguments),
+            )
+        if step.kind == "conda-install":  # env VAR=... micromamba ...: the variables join the others
+            words = step.program[1:] if step.program[0] == "env" else step.program
+            assignments = tuple(itertools.takewhile(lambda word: "=" in word, words))
+            return replace(step, program=("env", *assignments, *conda_variables, *words[len(assignments) :]))
+        return step
+
+    uid = (build.builder_user or "0:0").split(":")[0]
+    mount = f"--mount=type=secret,id={NETRC_SECRET},target={NETRC_PATH},mode=0400,uid={uid}"
+    return replace(
+        build,
+        steps=tuple(changed(step) for step in build.steps),
+        run_options=(mount,),
+        **facts,
     )
 
 

@@ -9,14 +9,22 @@ requirements file when pip installs a conda file). environment.py holds the buil
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 from bundler import layout, requirements
 from bundler.config import Config
 from bundler.entries import Copied, FileEntry, Generated
-from bundler.environment import CONDA_BASE_IMAGE, CondaInstall, EnvironmentBuild, conda_build, pip_build
+from bundler.environment import (
+    CA_BUNDLE,
+    CONDA_BASE_IMAGE,
+    CondaInstall,
+    EnvironmentBuild,
+    conda_build,
+    pip_build,
+    with_package_index,
+)
 from bundler.requirements import RequirementFiles
 
 if TYPE_CHECKING:  # conda's module loads only when a conda file is given
@@ -40,10 +48,27 @@ class EnvironmentPlan:
 
 
 def plan_environment(
-    config: Config, requirement_files: RequirementFiles | None, conda_files: conda.CondaFiles | None
+    config: Config,
+    requirement_files: RequirementFiles | None,
+    conda_files: conda.CondaFiles | None,
+    ca_bundle: bytes | None = None,
 ) -> EnvironmentPlan:
-    if conda_files is not None:
-        return _from_conda(config, conda_files)
+    """The environment, from a conda file or requirements; then, with [environment] index_url
+    or ca_certificates, installed from that index trusting those CAs (`ca_bundle`: their text)."""
+    planned = (
+        _from_conda(config, conda_files) if conda_files is not None else _from_requirements(config, requirement_files)
+    )
+    index = config.package_index
+    if index is None:
+        return planned
+    build = with_package_index(
+        planned.build, index.index_url, index.extra_index_urls, bool(index.ca_certificates), index.trust_ca_at_runtime
+    )
+    ca = (FileEntry(CA_BUNDLE, layout.FILE_MODE, Generated(ca_bundle)),) if ca_bundle else ()
+    return replace(planned, build=build, files=tuple(sorted(planned.files + ca, key=lambda e: e.path)))
+
+
+def _from_requirements(config: Config, requirement_files: RequirementFiles | None) -> EnvironmentPlan:
     files, requirements_file = _requirement_entries(requirement_files)
     reqs = requirement_files.requirements if requirement_files else ()
     hashed = requirement_files is not None and requirement_files.hashed

@@ -18,7 +18,7 @@ from bundler import __version__, imports, layout
 from bundler.config import DOCKER_HUB, Config, registry_of
 from bundler.entries import Copied, FileEntry, Generated, RegistryBlob
 from bundler.entry_script import EntryScriptInfo
-from bundler.environment import EnvironmentBuild, server_requirements
+from bundler.environment import CA_BUNDLE, EnvironmentBuild, server_requirements
 from bundler.environment_plan import EnvironmentPlan, plan_environment
 from bundler.errors import ConfigError, EntryScriptError, SourceError
 from bundler.layout import ModelRecord
@@ -56,6 +56,7 @@ class Inputs:
     runtime: RuntimeFiles
     user_template: str | None = None  # the text of [dockerfile] template
     conda: CondaFiles | None = None  # a conda file instead of requirements
+    ca_bundle: bytes | None = None  # [environment] ca_certificates, their text in one file
 
 
 # -- the plan ------------------------------------------------------------------------------
@@ -108,6 +109,7 @@ class ImageSpec:
     registries: tuple[RegistrySpec, ...]
     default_tag: str
     base_archives: tuple[tuple[str, str], ...] = ()  # --with-base-image: (image, its file in the bundle)
+    ca_bundle: str = CA_BUNDLE  # [environment] ca_certificates, in one file, when given
     bundle: layout.BundleNames = layout.BUNDLE
     app_root: str = layout.APP_ROOT
     models_root: str = layout.MODELS_ROOT
@@ -141,7 +143,7 @@ def make(inputs: Inputs) -> Plan:
     engine, reason = choose_engine(config, inputs.entry)
     models = tuple(_model_record(m.version) for m in inputs.models)
     entry_rel = _entry_relative(config)
-    environment = plan_environment(config, inputs.requirements, inputs.conda)
+    environment = plan_environment(config, inputs.requirements, inputs.conda, inputs.ca_bundle)
     user_requirements = environment.requirement_names
     server = server_requirements(
         inputs.runtime.requirements, engine, inputs.entry.uses_inference_schema, user_requirements

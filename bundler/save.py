@@ -112,7 +112,16 @@ def gather(flags: config_module.Flags, home: Path, cwd: Path, outdir: Path) -> p
         conda=conda_files,
         runtime=runtime_files(),
         user_template=_user_template(config),
+        ca_bundle=_ca_bundle(config),
     )
+
+
+def _ca_bundle(config: config_module.Config) -> bytes | None:
+    """The CA certificates given, one after the other, as pip's --cert reads them."""
+    if config.package_index is None or not config.package_index.ca_certificates:
+        return None
+    texts = [path.read_bytes() for path in config.package_index.ca_certificates]
+    return b"".join(text if text.endswith(b"\n") else text + b"\n" for text in texts)
 
 
 def _refuse_secrets_in_text(paths: list[Path], allowed: frozenset[Path]) -> None:

@@ -43,10 +43,11 @@ def packages_for(plan: Plan, scratch: Path) -> tuple[FileEntry, ...]:
     environment = plan.image.environment
     mirror = _mirror(plan, scratch / "bundle")  # the environment files, as stage 1 sees them
     wheel_dir = scratch / "wheels"
+    index = _index_options(environment, mirror)
     for step in environment.steps:
         if step.kind == "pip":
             files = tuple(mirror / f.bundle_path for f in step.requirements)
-            download(files, environment.python, environment.platform, wheel_dir)
+            download(files, environment.python, environment.platform, wheel_dir, index)
     entries: list[FileEntry] = []
     if environment.kind == "conda":
         from bundler import conda_vendor
@@ -54,7 +55,7 @@ def packages_for(plan: Plan, scratch: Path) -> tuple[FileEntry, ...]:
         conda_file = mirror / plan.manifest.conda_file
         pip_list = conda_vendor.pip_list_file(conda_file)
         if pip_list is not None:
-            download((pip_list,), environment.python, environment.platform, wheel_dir)
+            download((pip_list,), environment.python, environment.platform, wheel_dir, index)
         entries += conda_vendor.channel_for(conda_file, environment.conda, environment.platform, scratch / "channel")
     wheels = sorted(p for p in wheel_dir.iterdir() if p.suffix == ".whl") if wheel_dir.is_dir() else []
     entries += [FileEntry(f"{layout.WHEELS_DIR}/{p.name}", layout.FILE_MODE, Copied(p)) for p in wheels]
@@ -73,7 +74,20 @@ def _mirror(plan: Plan, root: Path) -> Path:
     return root
 
 
-def download(requirement_files: tuple[Path, ...], python: str, platform: str, dest: Path) -> None:
+def _index_options(environment, mirror: Path) -> tuple[str, ...]:
+    """[environment] index_url, extra_index_urls and ca_certificates, for pip download here
+    (credentials: this machine's own netrc or pip configuration, as for any pip)."""
+    from bundler.environment import CA_BUNDLE
+
+    options: tuple[str, ...] = ("--index-url", environment.index_url) if environment.index_url else ()
+    for url in environment.extra_index_urls:
+        options += ("--extra-index-url", url)
+    return options + (("--cert", str(mirror / CA_BUNDLE)) if environment.ca else ())
+
+
+def download(
+    requirement_files: tuple[Path, ...], python: str, platform: str, dest: Path, index: tuple[str, ...] = ()
+) -> None:
     """pip-download every requirement (and its dependencies) as wheels into dest."""
     command = [
         sys.executable,
@@ -92,6 +106,7 @@ def download(requirement_files: tuple[Path, ...], python: str, platform: str, de
     ]
     for tag in platform_tags(platform):
         command += ["--platform", tag]
+    command += [*index, "--no-input"] if index else []
     for path in requirement_files:
         command += ["--requirement", str(path)]
     try:

@@ -221,7 +221,7 @@ def test_save_notes_unpinned_requirements(project, cli):
 
 
 def test_vendoring_fixes_every_version_so_there_is_no_note(project, cli, monkeypatch):
-    def no_download(files, python, platform, dest):
+    def no_download(files, python, platform, dest, index=()):
         return ()  # the network is the vendor tests' business; here only the wiring counts
 
     monkeypatch.setattr("bundler.vendor.download", no_download)
