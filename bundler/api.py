@@ -61,6 +61,7 @@ __all__ = [
     "SourceError",
     "build",
     "container_registry",
+    "deploy_manifest",
     "login",
     "model",
     "models",
@@ -210,6 +211,24 @@ def pack(bundle: Path | str = DEFAULT_BUNDLE, archive: Path | str = "imagefiles.
     from bundler import archive as archive_module
 
     return archive_module.pack(Path(bundle), Path(archive))
+
+
+def deploy_manifest(bundle: Path | str = DEFAULT_BUNDLE, image: str | None = None) -> str:
+    """BUNDLE's deploy/kubernetes.yaml, with IMAGE (e.g. a pushed digest) in place of the image it names."""
+    from bundler import deploy
+    from bundler.config import IMAGE_PATTERN
+
+    bundle = Path(bundle)
+    layout.require_bundle(bundle)
+    path = bundle / layout.BUNDLE.kubernetes
+    if not path.is_file():
+        raise InputError(f"{bundle} has no {layout.BUNDLE.kubernetes} (saved with --no-deploy); save it again without")
+    if image is not None and not IMAGE_PATTERN.fullmatch(image):
+        raise InputError(
+            f"--image {image!r} is not an image reference; use e.g. myregistry.azurecr.io/diabetes@sha256:..."
+        )
+    text = path.read_text(encoding="utf-8")
+    return deploy.with_image(text, image) if image else text
 
 
 def build(

@@ -232,6 +232,7 @@ _INPUT_FIELDS = {
     "config_path": "config",
     "vendor": "vendor",
     "with_base_image": "with_base_image",
+    "deploy": "deploy",
     "allow_secrets": "allow_secrets",
 }
 
@@ -280,6 +281,11 @@ def input_options(func):
             "--with-base-image/--without-base-image",
             default=None,
             help="Export the base image into the bundle (base-images/), for `docker load` where no registry is.",
+        ),
+        click.option(
+            "--deploy/--no-deploy",
+            default=None,
+            help="Write deploy/kubernetes.yaml and deploy/compose.yaml (default: yes, unless [deploy] enabled=false).",
         ),
         click.option(
             "--allow-secret",
@@ -449,7 +455,7 @@ def build(bundle: Path, tag: str | None, push: bool, as_json: bool) -> None:
         return
     click.echo(f"built image: {built.image}")
     if built.pushed:
-        _echo_pushed(built.pushed)
+        _echo_pushed(built.pushed, bundle)
 
 
 @main.command()
@@ -465,7 +471,7 @@ def push(bundle: Path, tag: str | None, to: str | None, as_json: bool) -> None:
     if as_json:
         _print_json(pushed)
     else:
-        _echo_pushed(pushed)
+        _echo_pushed(pushed, bundle)
 
 
 @main.command()
@@ -481,10 +487,22 @@ def login(bundle: Path) -> None:
         click.echo(f"logged in: {address}")
 
 
-def _echo_pushed(pushed) -> None:
+@main.command("deploy-manifest")
+@click.argument("bundle", default=DEFAULT_BUNDLE, type=click.Path(path_type=Path))
+@click.option("--image", metavar="REF", help="The image the cluster runs, e.g. what push printed (NAME@sha256:...).")
+def deploy_manifest(bundle: Path, image: str | None) -> None:
+    """Print BUNDLE's (default ./imagefiles) Kubernetes manifest, for kubectl apply -f -."""
+    from bundler import api
+
+    click.echo(api.deploy_manifest(bundle, image), nl=False)
+
+
+def _echo_pushed(pushed, bundle: Path) -> None:
     click.echo(f"pushed: {pushed.reference}")
     click.echo(f"digest: {pushed.digest}")
     click.echo(f"pull it as: {pushed.pinned}")
+    if (bundle / "deploy" / "kubernetes.yaml").is_file():
+        click.echo(f"deploy it: bundler deploy-manifest {_typed(bundle)} --image {pushed.pinned} | kubectl apply -f -")
 
 
 def _typed(path: Path) -> str:

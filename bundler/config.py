@@ -13,11 +13,13 @@ looks at models, the registry or the environment variables of the process.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from bundler.config_file import Document, Setting
+from bundler.deploy import DeploySettings
+from bundler.deploy import settings as settings_of_deploy
 from bundler.errors import ConfigError, InputError
 from bundler.layout import ENV_NAME, NEWER_PYTHON, ServerSettings, python_too_old
 from bundler.registry import ModelRef, parse_ref
@@ -82,6 +84,7 @@ class Config:
     platform: str = "linux/amd64"
     allowed_secrets: tuple[Path, ...] = ()  # files (or folders) that only look like secrets: they ship
     package_index: PackageIndex | None = None  # a private index, its CA certificates
+    deploy: DeploySettings = field(default_factory=DeploySettings)  # deploy/ files; enabled=False: none
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ class Flags:
     vendor: bool | None = None
     with_base_image: bool | None = None
     allow_secrets: tuple[str, ...] = ()
+    deploy: bool | None = None  # --no-deploy: False
 
     def __post_init__(self):
         """Python callers (bundler.api.Inputs) get one clear error for a value of the wrong
@@ -116,7 +120,7 @@ class Flags:
             if isinstance(value, (str, Path)) or not all(isinstance(item, (str, Path)) for item in value):
                 raise InputError(f"Inputs({name}=...): a list of text, e.g. {name}=[{_EXAMPLES[name]!r}]")
             object.__setattr__(self, name, tuple(str(item) for item in value))
-        for name in ("vendor", "with_base_image"):
+        for name in ("vendor", "with_base_image", "deploy"):
             if getattr(self, name) not in (None, True, False):
                 raise InputError(f"Inputs({name}=...): True, False or None, not {getattr(self, name)!r}")
 
@@ -137,6 +141,9 @@ def load(flags: Flags, cwd: Path) -> Config:
     server, engine = _server(document)
     registry = _registry(document)
     package_index = _package_index(document)
+    deploy = settings_of_deploy(document.table("deploy"), lambda key: document.where("deploy", key))
+    if flags.deploy is not None:
+        deploy = replace(deploy, enabled=flags.deploy)
     template = document.setting("dockerfile", "template")
     _check_files(entry, source_dir, environment.requirements, environment.conda_file, template)
     _check_rules(environment)
@@ -159,6 +166,7 @@ def load(flags: Flags, cwd: Path) -> Config:
         platform=environment.platform,
         allowed_secrets=_allowed_secrets(flags, document, cwd),
         package_index=package_index,
+        deploy=deploy,
     )
 
 

@@ -44,6 +44,19 @@ SCHEMA: dict[str, dict[str, type]] = {
     "server": {"port": int, "workers": int, "scoring_timeout": int, "max_request_bytes": int, "engine": str},
     "registry": {"address": str, "username": str, "password_env": str},
     "dockerfile": {"template": str},
+    "deploy": {
+        "enabled": bool,
+        "replicas": int,
+        "min_replicas": int,
+        "max_replicas": int,
+        "target_cpu_utilization": int,
+        "cpu_request": str,
+        "cpu_limit": str,
+        "memory_request": str,
+        "memory_limit": str,
+        "workers": (str, int),
+        "startup_seconds": int,
+    },
     "secrets": {"allow": list},
 }
 
@@ -120,7 +133,9 @@ class Document:
             did_you_mean = f"; did you mean {hint[0]!r}?" if hint else f"; known keys: {', '.join(choices)}"
             raise ConfigError(f"{where}: unknown key {key!r}{did_you_mean}")
         expected = allowed[key]
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        if not isinstance(value, expected) or (
+            int in (expected if isinstance(expected, tuple) else (expected,)) and isinstance(value, bool)
+        ):
             raise ConfigError(f"{where}: {key!r} must be {_type_name(expected)}, not {_type_name(type(value))}")
 
 
@@ -157,6 +172,8 @@ def _type_name(kind: Any) -> str:
         float: "a number",
         dict: "a table",
     }
+    if isinstance(kind, tuple):
+        return " or ".join(_type_name(k) for k in kind)
     return names.get(kind, getattr(kind, "__name__", str(kind)))
 
 

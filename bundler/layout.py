@@ -43,6 +43,8 @@ class BundleNames:
     manifest: str = MANIFEST
     registry_login: str = REGISTRY_LOGIN
     base_images_dir: str = BASE_IMAGES_DIR
+    kubernetes: str = "deploy/kubernetes.yaml"
+    compose: str = "deploy/compose.yaml"
     readme: str = README
     models_dir: str = MODELS_DIR
     app_dir: str = APP_DIR

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from bundler import __version__, imports, layout
 from bundler.config import DOCKER_HUB, Config, registry_of
+from bundler.deploy import DeploySpec
 from bundler.entries import Copied, FileEntry, Generated, RegistryBlob
 from bundler.entry_script import EntryScriptInfo
 from bundler.environment import CA_BUNDLE, EnvironmentBuild, server_requirements
@@ -110,6 +111,7 @@ class ImageSpec:
     default_tag: str
     base_archives: tuple[tuple[str, str], ...] = ()  # --with-base-image: (image, its file in the bundle)
     ca_bundle: str = CA_BUNDLE  # [environment] ca_certificates, in one file, when given
+    deploy: DeploySpec | None = None  # deploy/ files: Kubernetes and Compose (None: --no-deploy)
     bundle: layout.BundleNames = layout.BUNDLE
     app_root: str = layout.APP_ROOT
     models_root: str = layout.MODELS_ROOT
@@ -153,6 +155,8 @@ def make(inputs: Inputs) -> Plan:
     _check_unique(files)
     keys = tuple((m.name, m.version) for m in models)
     default_tag = layout.default_tag(tuple(m.name for m in models), entry_rel)
+    registries = _registries(config, environment, push_reference(default_tag, models))
+    env = layout.image_variables(entry_rel, keys, config.server, engine) + environment.variables
     image = ImageSpec(
         generator_version=__version__,
         subject=", ".join(m.ref for m in models) or f"{entry_rel} (no model)",
@@ -165,12 +169,13 @@ def make(inputs: Inputs) -> Plan:
         environment=environment.build,
         # A conda file's variables too: conda sets them when the environment is activated, and
         # nothing activates it in the image.
-        env=layout.image_variables(entry_rel, keys, config.server, engine) + environment.variables,
+        env=env,
         labels=_labels(models, default_tag),
         command=layout.server_command(engine),
         healthcheck=layout.HEALTHCHECK,
-        registries=_registries(config, environment, push_reference(default_tag, models)),
+        registries=registries,
         default_tag=default_tag,
+        deploy=_deploy(config, default_tag, models, registries, env) if config.deploy.enabled else None,
         base_archives=tuple((image, layout.base_image_file(image)) for image in _pulled(environment))
         if config.with_base_image
         else (),
@@ -300,6 +305,25 @@ def push_reference(default_tag: str, models: tuple[ModelRecord, ...]) -> str:
     """NAME:VERSION of the image as pushed, without the registry: the first model's name and
     version (a service without a model: its entry script's name, version latest)."""
     return f"{default_tag}:{models[0].version if models else 'latest'}"
+
+
+def _deploy(config: Config, default_tag: str, models, registries, env) -> DeploySpec:
+    """The deploy files' facts: the image as pushed to [registry] (else as built here, NAME:VERSION)."""
+    from bundler import deploy
+
+    pushed = [r.push for r in registries if r.push]
+    reference = pushed[0] if pushed else push_reference(default_tag, models)
+    return deploy.spec(
+        config.deploy,
+        name=default_tag,
+        image=reference,
+        version=reference.rsplit(":", 1)[1],
+        port=config.server.port,
+        uid=layout.USER_ID,
+        env=env,
+        scoring_timeout=config.server.scoring_timeout,
+        healthcheck=layout.HEALTHCHECK,
+    )
 
 
 def _pulled(environment: EnvironmentPlan) -> tuple[str, ...]:

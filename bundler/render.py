@@ -55,6 +55,11 @@ def quoted(value: object) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
 
 
+def yaml_scalar(value: object) -> str:
+    """A YAML string as JSON writes it: double-quoted, every special character escaped."""
+    return json.dumps(str(value))
+
+
 def exec_form(words) -> str:
     """JSON array form for CMD / HEALTHCHECK: no shell, so signals reach the server."""
     for item in words:
@@ -76,7 +81,7 @@ def _jinja(template_dir: str):
         keep_trailing_newline=True,
         autoescape=False,
     )
-    env.filters.update(word=word, quoted=quoted, exec_form=exec_form)
+    env.filters.update(word=word, quoted=quoted, exec_form=exec_form, yaml=yaml_scalar)
     return env
 
 
@@ -120,6 +125,13 @@ def generated_files(plan: Plan) -> tuple[FileEntry, ...]:
         rendered(layout.DOCKERFILE, DOCKERFILE_TEMPLATE, plan.user_template),
         rendered(layout.README, "README.md.jinja"),
         FileEntry(layout.REGISTRY_LOGIN, layout.FILE_MODE, Generated(registry_login.to_bytes(image.registries))),
+    ) + (
+        (
+            rendered(image.bundle.kubernetes, "kubernetes.yaml.jinja"),
+            rendered(image.bundle.compose, "compose.yaml.jinja"),
+        )
+        if image.deploy
+        else ()
     )
 
 

@@ -161,6 +161,8 @@ def test_build_push_with_podman_prints_the_digest(project, engine_bin):
         "pushed: registry.example:5000/fraud:1",
         f"digest: {DIGEST}",
         f"pull it as: registry.example:5000/fraud@{DIGEST}",
+        "deploy it: bundler deploy-manifest imagefiles --image "
+        f"registry.example:5000/fraud@{DIGEST} | kubectl apply -f -",
     ]
     argv = [c["argv"] for c in calls(engine_bin) if c["argv"][0] != "info"]
     assert argv[0] == ["build", "--format", "docker", "--tag", "fraud", str(bundle)]

@@ -252,4 +252,10 @@ def test_dockerignore_keeps_every_model_and_app_file(tmp_path, cli, monkeypatch)
         "azureml-models/m/1/mdl/__pycache__/code.cpython-311.pyc",
         "azureml-app/sauce.pyc",
     } <= set(shipped)
-    assert sorted(p for p in shipped if ignored.match_file(p)) == ["README.md", "bundle.json", "registry-login.json"]
+    assert sorted(p for p in shipped if ignored.match_file(p)) == [
+        "README.md",
+        "bundle.json",
+        "deploy/compose.yaml",  # for kubectl and compose, not for the build
+        "deploy/kubernetes.yaml",
+        "registry-login.json",
+    ]

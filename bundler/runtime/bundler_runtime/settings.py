@@ -48,6 +48,42 @@ def _number(env, name: str, default, kind=int, low=1):
     return value
 
 
+def _workers(env) -> int:
+    """BUNDLER_WORKERS (or the reference's WORKER_COUNT); "auto": what the CPU limit allows."""
+    if env.get("BUNDLER_WORKERS", "").strip().lower() == "auto":
+        return workers_for_cpu_limit()
+    return _number(env, "BUNDLER_WORKERS", _number(env, "WORKER_COUNT", 1))
+
+
+def workers_for_cpu_limit(cgroup_root: str = "/sys/fs/cgroup", cpus: int | None = None) -> int:
+    """One worker per CPU of the container's limit, rounded up (a 1500m limit: 2), read from the
+    cgroup (v2 cpu.max, else v1 cpu.cfs_quota_us over cpu.cfs_period_us), not from the host,
+    whose cores the container may not use. Without a limit: the CPUs this process may run on."""
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = _cpu_quota(cgroup_root)
+    limit = cpus if quota is None else min(cpus, max(1, -(-quota[0] // quota[1])))
+    return max(1, min(limit, 64))
+
+
+def _cpu_quota(root: str):
+    """(quota, period) in microseconds, or None for no limit."""
+    try:
+        with open(os.path.join(root, "cpu.max")) as handle:
+            quota, _, period = handle.read().strip().partition(" ")
+        return None if quota == "max" else (int(quota), int(period or 100000))
+    except (OSError, ValueError):
+        pass
+    try:
+        with open(os.path.join(root, "cpu", "cpu.cfs_quota_us")) as handle:
+            quota = int(handle.read().strip())
+        with open(os.path.join(root, "cpu", "cpu.cfs_period_us")) as handle:
+            period = int(handle.read().strip())
+        return None if quota <= 0 else (quota, period)
+    except (OSError, ValueError):
+        return None
+
+
 def from_environment(env=None) -> Settings:
     env = os.environ if env is None else env
     entry = env.get("AZUREML_ENTRY_SCRIPT", "score.py")
@@ -57,7 +93,7 @@ def from_environment(env=None) -> Settings:
     return Settings(
         port=_number(env, "BUNDLER_PORT", 5001, low=1),
         # WORKER_COUNT is the reference server's name for the same setting.
-        workers=_number(env, "BUNDLER_WORKERS", _number(env, "WORKER_COUNT", 1)),
+        workers=_workers(env),
         scoring_timeout=_number(env, "BUNDLER_SCORING_TIMEOUT", 60.0, kind=float, low=0.001),
         max_request_bytes=_number(env, "BUNDLER_MAX_REQUEST_BYTES", 100 * 1024 * 1024),
         app_root=app_root,
