@@ -1,26 +1,109 @@
-"""Streaming sha256, and the one copy-and-hash loop: memory stays flat whatever the file size."""
+"""Streaming sha256, and copying while hashing: memory stays flat whatever the file size.
+
+A large file is copied by the kernel (copy_file_range: no trip through Python, and a reflink
+where the file system shares blocks) while another thread reads the same source and hashes
+it; hashlib releases the GIL on large buffers, so both run at once and the copy costs about
+what the slower of the two costs alone. A small file takes one read, hash and write.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
 from pathlib import Path
 from typing import BinaryIO
 
 CHUNK_SIZE = 1 << 20
+HASH_CHUNK = 4 << 20
+KERNEL_COPY_FROM = 16 << 20  # below this, one pass in Python is as fast and simpler
 
 
-def copy_hashing(source: BinaryIO, target: BinaryIO | None = None) -> tuple[str, int]:
-    """Read source to its end (writing each chunk to target, if any); its sha256 and size."""
+def copy_hashing(source: BinaryIO, target: BinaryIO | None = None, progress=None) -> tuple[str, int]:
+    """Read source to its end (writing each chunk to target, if any); its sha256 and size.
+    `progress(n)` is told of every n bytes done."""
+    if target is not None and _kernel_can_copy(source, target):
+        return _copy_in_kernel_hashing(source.fileno(), target.fileno(), progress)
     digest = hashlib.sha256()
     size = 0
-    while chunk := source.read(CHUNK_SIZE):
+    chunk_size = HASH_CHUNK if target is None else CHUNK_SIZE
+    while chunk := source.read(chunk_size):
         digest.update(chunk)
         if target is not None:
             target.write(chunk)
         size += len(chunk)
+        if progress is not None:
+            progress(len(chunk))
     return digest.hexdigest(), size
 
 
-def sha256_file(path: Path) -> tuple[str, int]:
-    with open(path, "rb") as handle:
-        return copy_hashing(handle)
+def sha256_file(path: Path, progress=None) -> tuple[str, int]:
+    with open(path, "rb", buffering=0) as handle:
+        return copy_hashing(handle, progress=progress)
+
+
+def _kernel_can_copy(source, target) -> bool:
+    try:
+        return (
+            hasattr(os, "copy_file_range")
+            and source.tell() == 0
+            and os.fstat(source.fileno()).st_size >= KERNEL_COPY_FROM
+            and target.tell() == 0
+        )
+    except (OSError, AttributeError, ValueError):
+        return False  # not a real file (a pipe, BytesIO): the plain loop
+
+
+def _copy_in_kernel_hashing(source_fd: int, target_fd: int, progress) -> tuple[str, int]:
+    size = os.fstat(source_fd).st_size
+    failure: list[BaseException] = []
+
+    def copy() -> None:
+        try:
+            offset = 0
+            while offset < size:
+                done = os.copy_file_range(source_fd, target_fd, min(size - offset, 1 << 30), offset, offset)
+                if done == 0:
+                    break
+                offset += done
+            if offset != size:
+                raise OSError(f"the source ended after {offset} of {size} bytes")
+        except OSError as exc:
+            if not offset:  # no kernel copy here (another file system, an old kernel): copy by hand
+                _copy_by_hand(source_fd, target_fd, size)
+            else:
+                failure.append(exc)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            failure.append(exc)
+
+    copier = threading.Thread(target=copy, name="bundler-copy")
+    copier.start()
+    digest = hashlib.sha256()
+    hashed = 0
+    try:
+        while hashed < size:
+            chunk = os.pread(source_fd, min(HASH_CHUNK, size - hashed), hashed)
+            if not chunk:
+                break
+            digest.update(chunk)
+            hashed += len(chunk)
+            if progress is not None:
+                progress(len(chunk))
+    finally:
+        copier.join()
+    if failure:
+        raise failure[0]
+    os.lseek(target_fd, size, os.SEEK_SET)  # as a plain write would leave it
+    return digest.hexdigest(), hashed
+
+
+def _copy_by_hand(source_fd: int, target_fd: int, size: int) -> None:
+    offset = 0
+    while offset < size:
+        chunk = os.pread(source_fd, min(CHUNK_SIZE * 4, size - offset), offset)
+        if not chunk:
+            break
+        view = memoryview(chunk)
+        while view:
+            written = os.pwrite(target_fd, view, offset)
+            view, offset = view[written:], offset + written

@@ -75,6 +75,7 @@ def _jinja(template_dir: str):
 
     env = ImmutableSandboxedEnvironment(
         loader=FileSystemLoader(template_dir),
+        bytecode_cache=_bytecode_cache(),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -83,6 +84,29 @@ def _jinja(template_dir: str):
     )
     env.filters.update(word=word, quoted=quoted, exec_form=exec_form, yaml=yaml_scalar)
     return env
+
+
+def _bytecode_cache():
+    """The built-in templates compiled once per user and bundler version, not at every save
+    (compiling them took most of a small save's time). The folder is this user's alone: code
+    loaded from it runs, so one that others could write is never used."""
+    import os
+    import stat
+
+    from jinja2 import FileSystemBytecodeCache
+
+    from bundler import __version__
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = os.path.join(base, "bundler", f"templates-{__version__}")
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        info = os.lstat(folder)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+            return None
+        return FileSystemBytecodeCache(folder)
+    except OSError:
+        return None  # no cache (a read-only home): templates compile as before
 
 
 def render_template(name: str, image: ImageSpec, user_template: str | None = None) -> str:
