@@ -26,7 +26,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from bundler import layout
+from bundler import layout, progress
 from bundler.errors import BundlerError, InputError
 from bundler.verify import Report
 
@@ -73,7 +73,10 @@ def pack(bundle: Path, target: Path) -> Packed:
                 if compression
                 else None
             )
-            with tarfile.open(fileobj=packer or raw, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            with (
+                progress.bytes_of("packing", sum(r.size for r in records.values())) as update,
+                tarfile.open(fileobj=packer or raw, mode="w|", format=tarfile.PAX_FORMAT) as tar,
+            ):
                 tar.copybufsize = CHUNK
                 for path in _folders(records):
                     tar.addfile(_info(path, tarfile.DIRTYPE, layout.DIR_MODE, 0))
@@ -82,7 +85,7 @@ def pack(bundle: Path, target: Path) -> Packed:
                         info = _info(path, tarfile.REGTYPE, layout.FILE_MODE, len(manifest_bytes))
                         tar.addfile(info, io.BytesIO(manifest_bytes))
                     else:
-                        _add_checked(tar, bundle, path, records[path])
+                        _add_checked(tar, bundle, path, records[path], update)
             if packer is not None:
                 packer.close()  # gzip's trailer
             raw.flush()
@@ -103,7 +106,11 @@ def check(archive: Path) -> Report:
     folders: dict[str, int] = {}
     manifest_bytes = None
     try:
-        with tarfile.open(archive, mode="r|*") as tar:
+        with (
+            open(archive, "rb") as raw,
+            progress.bytes_of("verifying", os.fstat(raw.fileno()).st_size) as update,
+            tarfile.open(fileobj=_Counted(raw, update), mode="r|*") as tar,
+        ):
             for member in tar:
                 path = _safe_name(archive, member)
                 if path in found or path in folders:
@@ -162,7 +169,7 @@ def _refuse_extras(bundle: Path, records: dict) -> None:
         )
 
 
-def _add_checked(tar: tarfile.TarFile, bundle: Path, path: str, record: layout.FileRecord) -> None:
+def _add_checked(tar: tarfile.TarFile, bundle: Path, path: str, record: layout.FileRecord, update=None) -> None:
     """Stream one file into the archive, hashing what goes in; refuse it unless it is the file
     bundle.json describes (a regular file, its size, its mode, its sha256)."""
     edited = BundlerError(
@@ -176,7 +183,7 @@ def _add_checked(tar: tarfile.TarFile, bundle: Path, path: str, record: layout.F
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_size != record.size or stat.S_IMODE(info.st_mode) != record.mode:
             raise edited
-        hashing = _Hashing(handle)
+        hashing = _Hashing(handle, update)
         tar.addfile(_info(path, tarfile.REGTYPE, record.mode, record.size), hashing)
         if hashing.digest.hexdigest() != record.sha256 or hashing.read(1):
             raise edited
@@ -217,11 +224,28 @@ def _sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+class _Counted:
+    """The archive's raw bytes as they are read: the progress of a check."""
+
+    def __init__(self, handle, update):
+        self.handle, self.update = handle, update
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.handle.read(size)
+        if self.update is not None:
+            self.update(len(chunk))
+        return chunk
+
+
 class _Hashing:
-    def __init__(self, handle):
-        self.handle, self.digest = handle, hashlib.sha256()
+    """A file as tarfile reads it, hashed on the way (and counted, for the progress bar)."""
+
+    def __init__(self, handle, update=None):
+        self.handle, self.digest, self.update = handle, hashlib.sha256(), update
 
     def read(self, size: int = -1) -> bytes:
         chunk = self.handle.read(size)
         self.digest.update(chunk)
+        if self.update is not None:
+            self.update(len(chunk))
         return chunk

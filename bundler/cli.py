@@ -128,10 +128,15 @@ def _print_json(result) -> None:
 @click.group(cls=BundlerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bundler")
 @click.option("--debug", is_flag=True, help="Show a traceback on errors (for bug reports).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars (they show only on a terminal anyway).")
 @click.pass_context
-def main(ctx: click.Context, debug: bool) -> None:
+def main(ctx: click.Context, debug: bool, quiet: bool) -> None:
     """Turn a registered model into a deterministic, hand-editable Docker build context."""
     ctx.meta["bundler.debug"] = debug
+    if not quiet and sys.stderr.isatty():
+        from bundler import progress
+
+        progress.install(progress.terminal_bar)
 
 
 @main.command()
@@ -313,10 +318,14 @@ def input_options(func):
 @json_option
 def save(outdir: Path, flags, home: Path | None, force: bool, archive: Path | None, as_json: bool) -> None:
     """Write the Docker build context for the configured models to OUTDIR (default ./imagefiles)."""
+    import time
+
     from bundler import api
 
+    started = time.monotonic()
     result = api.save(outdir, flags, home=home, force=force)
     packed = api.pack(result.path, archive) if archive else None
+    seconds = time.monotonic() - started
     if as_json:
         _print_json({**result.to_json(), "archive": packed.to_json() if packed else None})
         return
@@ -346,7 +355,8 @@ def save(outdir: Path, flags, home: Path | None, force: bool, archive: Path | No
         )
     if image.environment.vendored:
         click.echo(f"vendored: {result.prepared.wheel_count} wheels (docker build needs no network but the base image)")
-    click.echo(f"wrote {result.file_count} files to {shown(str(result.path))}")
+    written = sum(record.size for record in result.records.values())
+    click.echo(f"wrote {result.file_count} files ({_size(written)}) to {shown(str(result.path))} in {seconds:.1f} s")
     if packed:
         click.echo(f"archive: {shown(str(packed.path))} ({_size(packed.bytes)})")
         click.echo(f"next: docker build --tag {image.default_tag} - < {_typed(packed.path)}")

@@ -19,6 +19,7 @@ KUBERNETES = "deploy/kubernetes.yaml"
 COMPOSE = "deploy/compose.yaml"
 COMPOSE_PORT = 6789  # as the seed's `docker run -p 6789:5001`
 PROBE_PERIOD = 5  # seconds between startup and readiness probes
+LIVENESS_PERIOD = 20
 IMAGE_MARK = "# bundler deploy-manifest --image REF replaces this"
 DRAIN_MARGIN = 15  # seconds the grace period adds to the scoring timeout: the last request, then exit
 
@@ -99,8 +100,10 @@ class DeploySpec:
     startup_failure_threshold: int
     healthcheck: tuple[str, ...]
     scoring_timeout: int
+    liveness_failure_threshold: int = 3
     compose_port: int = COMPOSE_PORT
     probe_period: int = PROBE_PERIOD
+    liveness_period: int = LIVENESS_PERIOD
     image_mark: str = IMAGE_MARK
 
     @property
@@ -156,6 +159,8 @@ def spec(
         settings=settings_,
         termination_grace_seconds=scoring_timeout + DRAIN_MARGIN,
         startup_failure_threshold=math.ceil(settings_.startup_seconds / PROBE_PERIOD),
+        # A single worker in a run() answers no probe until it returns: outlast the scoring timeout.
+        liveness_failure_threshold=max(3, math.ceil(scoring_timeout / LIVENESS_PERIOD) + 1),
         healthcheck=healthcheck,
         scoring_timeout=scoring_timeout,
     )

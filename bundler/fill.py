@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from bundler import layout, leftovers
+from bundler import layout, leftovers, progress
 from bundler.digest import copy_hashing
 from bundler.entries import FileEntry, Generated, RegistryBlob
 from bundler.errors import OutputError, RegistryError
@@ -24,7 +24,8 @@ def fill(root_fd: int, entries: tuple[FileEntry, ...], manifest) -> None:
     """Write entries, then manifest(records) as bundle.json, into the empty folder root_fd."""
     folders = _Folders(root_fd)
     try:
-        records = {entry.path: _write_entry(folders, entry) for entry in entries}
+        with progress.bytes_of("saving", _bytes_to_copy(entries)) as update:
+            records = {entry.path: _write_entry(folders, entry, update) for entry in entries}
         _write_bytes(root_fd, layout.MANIFEST, manifest(records), layout.FILE_MODE)
         folders.set_modes(layout.DIR_MODE)
     finally:
@@ -62,14 +63,27 @@ class _Folders:
         self.open.clear()
 
 
-def _write_entry(folders: _Folders, entry: FileEntry) -> FileRecord:
+def _bytes_to_copy(entries: tuple[FileEntry, ...]) -> int:
+    total = 0
+    for entry in entries:
+        if isinstance(entry.content, RegistryBlob):
+            total += entry.content.size
+        elif not isinstance(entry.content, Generated):
+            try:
+                total += os.stat(entry.content.path).st_size
+            except OSError:
+                pass  # reported when it is copied
+    return total
+
+
+def _write_entry(folders: _Folders, entry: FileEntry, update=None) -> FileRecord:
     folder, name = folders.of(entry.path), entry.path.rpartition("/")[2]
     content = entry.content
     if isinstance(content, Generated):
         _write_bytes(folder, name, content.data, entry.mode)
         return FileRecord.of(entry.mode, content.data)
     with _open_source(entry) as src, os.fdopen(os.open(name, _NEW_FILE, 0o600, dir_fd=folder), "wb") as out:
-        sha, size = copy_hashing(src, out)
+        sha, size = copy_hashing(src, out, update)
         os.fchmod(out.fileno(), entry.mode)
     if isinstance(content, RegistryBlob) and sha != content.sha256:
         raise RegistryError(

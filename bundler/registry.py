@@ -29,7 +29,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bundler import leftovers, secret_rules
+from bundler import leftovers, progress, secret_rules
 from bundler.digest import copy_hashing, sha256_file
 from bundler.errors import InputError, ModelNotFound, RegistryError
 from bundler.sources import Rules, Walk, walk
@@ -232,7 +232,9 @@ class Registry:
         tmp.mkdir(parents=True, exist_ok=True)
         with self._lock() as lock_fd:
             freed = self._remove_leftovers(lock_fd, tmp)
-            stored = tuple(ModelFile(rel, *self._store_blob(path, tmp)) for rel, path in found.files)
+            total = sum(path.stat().st_size for _, path in found.files)
+            with progress.bytes_of("registering", total) as update:
+                stored = tuple(ModelFile(rel, *self._store_blob(path, tmp, update)) for rel, path in found.files)
             # Every stored file on disk before the version that names them: one flush of the
             # file system, not one per file (a tokenizer's 2,000 files would wait 2,000 times).
             _sync_file_system(tmp)
@@ -290,11 +292,11 @@ class Registry:
             # Shared again, also after a failed attempt: flock drops the lock it cannot convert.
             fcntl.flock(lock_fd, fcntl.LOCK_SH)
 
-    def _store_blob(self, path: Path, tmp: Path) -> tuple[str, int]:
+    def _store_blob(self, path: Path, tmp: Path, update=None) -> tuple[str, int]:
         fd, staged = tempfile.mkstemp(dir=tmp, prefix="blob-")
         try:
             with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
-                sha, size = copy_hashing(src, out)
+                sha, size = copy_hashing(src, out, update)
             final = self.blob_path(sha)
             if final.exists() and _holds(final, sha, size):
                 return sha, size

@@ -45,6 +45,13 @@ class SaveResult:
     def file_count(self) -> int:
         return len(self.prepared.entries) + 1  # and the manifest
 
+    @property
+    def records(self) -> dict:
+        """Every file written, bundle.json included: its mode, size and sha256."""
+        files = layout.read_manifest(self.path).files
+        manifest = (self.path / layout.MANIFEST).stat().st_size
+        return {**files, layout.MANIFEST: layout.FileRecord(layout.FILE_MODE, manifest, "")}
+
     def to_json(self) -> dict:
         plan, image = self.plan, self.plan.image
         return {

@@ -19,7 +19,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from bundler import in_place, layout
+from bundler import in_place, layout, progress
 from bundler.digest import sha256_file
 from bundler.errors import BundlerError
 
@@ -69,11 +69,12 @@ def check(folder: Path, expected: dict[str, layout.FileRecord] | None = None) ->
     else:
         layout.require_bundle(folder)
     entries, folders, unlistable = _scan(folder)
-    modified = [
-        path
-        for path, record in sorted(expected.items())
-        if path in entries and not _matches(folder / path, entries[path], record)
-    ]
+    with progress.bytes_of("verifying", sum(r.size for r in expected.values())) as update:
+        modified = [
+            path
+            for path, record in sorted(expected.items())
+            if path in entries and not _matches(folder / path, entries[path], record, update)
+        ]
     if layout.MANIFEST not in expected:  # it vouches for the rest: it must itself be a plain 0644 file
         manifest = entries.pop(layout.MANIFEST, None)
         if manifest is None or not stat.S_ISREG(manifest.st_mode) or stat.S_IMODE(manifest.st_mode) != layout.FILE_MODE:
@@ -100,12 +101,12 @@ def _parent(path: str) -> str:
     return "" if parent == "." else parent
 
 
-def _matches(path: Path, info: os.stat_result | None, record: layout.FileRecord) -> bool:
+def _matches(path: Path, info: os.stat_result | None, record: layout.FileRecord, update=None) -> bool:
     if info is None or not stat.S_ISREG(info.st_mode):
         return False  # bundler writes only regular files
     if info.st_size != record.size or stat.S_IMODE(info.st_mode) != record.mode:
         return False
-    return sha256_file(path)[0] == record.sha256
+    return sha256_file(path, update)[0] == record.sha256
 
 
 def _scan(folder: Path) -> tuple[dict[str, os.stat_result], dict[str, int], set[str]]:

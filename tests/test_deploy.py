@@ -85,6 +85,10 @@ def test_the_manifest_says_what_the_image_does(case):
     startup = container["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 300  # init() may be slow
     assert pod["terminationGracePeriodSeconds"] > server["scoring_timeout"]  # SIGTERM drains the last request
+    liveness = container["livenessProbe"]
+    assert (
+        liveness["periodSeconds"] * liveness["failureThreshold"] > server["scoring_timeout"]
+    )  # a long run() is no death
     env = {item["name"]: item["value"] for item in container["env"]}
     assert env["BUNDLER_PORT"] == str(server["port"]) and env["BUNDLER_WORKERS"] == "auto"
     assert env["BUNDLER_SCORING_TIMEOUT"] == str(server["scoring_timeout"])

@@ -356,13 +356,13 @@ def test_a_parent_anyone_can_rename_in_cannot_redirect_what_save_writes(project,
     os.chmod(precious, 0o600)
     real, done = fill._write_entry, []
 
-    def swapped_midway(folders, entry):
+    def swapped_midway(folders, entry, update=None):
         if not done:
             staging = next(p for p in project.iterdir() if p.name.startswith(emit.staging_prefix(project / "out")))
             os.rename(staging, project / "moved-away")
             os.symlink(victim, staging)
             done.append(staging)
-        return real(folders, entry)
+        return real(folders, entry, update)
 
     monkeypatch.setattr(fill, "_write_entry", swapped_midway)
     save(cli)

@@ -125,7 +125,9 @@ class ScoringServer(BaseApplication):
             # A run() that ignores the scoring timeout (stuck in C code) gets the worker
             # restarted once the heartbeat stops, well after the timeout.
             "timeout": int(s.scoring_timeout) + 30,
-            "graceful_timeout": 30,  # SIGTERM: finish in-flight requests, then exit
+            # SIGTERM: finish in-flight requests (a run() may take the whole scoring timeout), then exit;
+            # the deploy files' grace period (scoring timeout + 15 s) outlasts this.
+            "graceful_timeout": int(s.scoring_timeout) + 5,
             "accesslog": "-",
             "access_log_format": ACCESS_LOG_FORMAT,
             "errorlog": "-",
