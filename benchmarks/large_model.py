@@ -3,10 +3,16 @@
     python benchmarks/large_model.py [--sizes 64,512] [--runs 3]
 
 For each model size (MiB of random bytes), in one run and alternating with the references:
-- `bundler register` and `bundler save` against `cp` of the same file (one read, one write);
+- `bundler register` against `cp` of the same file, and `cp` + `sync FILE` (register makes
+  its copy durable: a copy that survives a crash is the fair reference);
+- `bundler save` against `cp`, and against hashing the file once (the floor for a copy that
+  checks every byte: on a CPU without SHA extensions, hashing is slower than copying);
+- `bundler pack` (.tar) against `tar cf` of the same bundle folder;
 - `bundler verify` against `cat` of the bundle's files (one read), Python's hashlib hashing
   each once (the floor for any check) and `sha256sum` (coreutils' hash, often slower);
-- each bundler command's peak memory (max RSS), which must not grow with the model.
+- each bundler command's peak memory (max RSS), which must not grow with the model;
+- with --small-files N: `bundler register` of a folder of N small files (a tokenizer, a
+  sharded checkpoint) against `cp -r` and `cp -r` + `sync -f`.
 The issues' targets: memory does not grow with model size; verify's speed is close to
 reading the files once.
 """
@@ -58,6 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="64,512", help="model sizes in MiB, comma-separated")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--small-files", type=int, default=2000, help="files in the folder case; 0: skip it")
     args = parser.parse_args()
     if not shutil.which("sha256sum"):
         raise SystemExit("needs sha256sum (coreutils)")
@@ -75,20 +82,22 @@ def main() -> None:
             for run in range(args.runs):
                 shutil.rmtree(work / "home", ignore_errors=True)
                 ref_copy = measured(["cp", "model.bin", "copy.bin"], work, env)
-                record(
-                    "register",
-                    "cp",
-                    measured([*bundler, "register", "model.bin", "--name", "big"], work, env),
-                    ref_copy,
+                ref_durable = measured(
+                    ["sh", "-c", "rm -f copy.bin && cp model.bin copy.bin && sync copy.bin"], work, env
                 )
+                ours = measured([*bundler, "register", "model.bin", "--name", "big"], work, env)
+                record("register", "cp", ours, ref_copy)
+                record("register", "cp+sync", ours, ref_durable)
                 out = f"out{run}"
                 ref_copy = measured(["cp", "model.bin", "copy.bin"], work, env)
-                record(
-                    "save",
-                    "cp",
-                    measured([*bundler, "save", out, "--model", "big", "--entry-script", "score.py"], work, env),
-                    ref_copy,
-                )
+                ref_floor = measured([sys.executable, "-c", HASH_ONCE, "model.bin"], work, env)
+                ours = measured([*bundler, "save", out, "--model", "big", "--entry-script", "score.py"], work, env)
+                record("save", "cp", ours, ref_copy)
+                record("save", "hash once", ours, ref_floor)
+                ref_tar = measured(["tar", "cf", "ref.tar", "-C", out, "."], work, env)
+                record("pack .tar", "tar cf", measured([*bundler, "pack", out, "-o", "out.tar"], work, env), ref_tar)
+                (work / "ref.tar").unlink()
+                (work / "out.tar").unlink()
                 files = [str(p) for p in sorted((work / out).rglob("*")) if p.is_file()]
                 ref_read = measured(["sh", "-c", 'cat "$@" >/dev/null', "cat", *files], work, env)
                 ref_hash = measured(["sha256sum", *files], work, env)
@@ -106,6 +115,33 @@ def main() -> None:
                 )
         finally:
             shutil.rmtree(work, ignore_errors=True)
+    if args.small_files:
+        small_files(bundler, args.small_files, args.runs)
+
+
+def small_files(bundler, count: int, runs: int) -> None:
+    work = Path(tempfile.mkdtemp(prefix="bundler-small-"))
+    try:
+        env = {**os.environ, "BUNDLER_HOME": str(work / "home")}
+        (work / "shards").mkdir()
+        for i in range(count):
+            (work / "shards" / f"shard-{i:05d}.bin").write_bytes(os.urandom(2048 + i % 4096))
+        rows: dict[tuple[str, str], dict[str, list]] = {}
+        for _ in range(runs):
+            shutil.rmtree(work / "home", ignore_errors=True)
+            shutil.rmtree(work / "copy", ignore_errors=True)
+            ref = measured(["cp", "-r", "shards", "copy"], work, env)
+            shutil.rmtree(work / "copy")
+            durable = measured(["sh", "-c", "cp -r shards copy && sync -f copy"], work, env)
+            ours = measured([*bundler, "register", "shards", "--name", "shards"], work, env)
+            add_row(rows, f"{count} files", "cp -r", ours, ref)
+            add_row(rows, f"{count} files", "cp -r+sync", ours, durable)
+        for (step, reference_name), row in rows.items():
+            ours, ref = statistics.median(row["ours"]), statistics.median(row["ref"])
+            ratio, rss = ours / ref, max(row["rss"])
+            print(f"{'':>5} {step:<10} {ours:>10.3f} {reference_name:<10} {ref:>7.3f} {ratio:>6.2f} {rss:>13.1f}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
