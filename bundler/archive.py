@@ -6,7 +6,8 @@ before what it holds, every member owned by 0:0 with no user or group name, time
 mode bundle.json records (folders 0755), and in .tar.gz a gzip header with no name and no
 time. So the same bundle gives the same bytes on any machine, umask, time zone or user
 (for .tar.gz, with the same zlib: the compressor's output is its own). The archive is
-written beside its final name and renamed into place, and files stream through in large
+written beside its final name and renamed into place (a killed pack leaves no archive under
+that name; like tar, it leaves flushing to disk to the system), and files stream through in large
 chunks, each hashed on the way and checked against bundle.json: memory stays flat with
 model size, and a bundle edited since it was saved is refused, not packed.
 
@@ -75,7 +76,7 @@ def pack(bundle: Path, target: Path) -> Packed:
             )
             with (
                 progress.bytes_of("packing", sum(r.size for r in records.values())) as update,
-                tarfile.open(fileobj=packer or raw, mode="w|", format=tarfile.PAX_FORMAT) as tar,
+                tarfile.open(fileobj=packer or raw, mode="w", format=tarfile.PAX_FORMAT) as tar,
             ):
                 tar.copybufsize = CHUNK
                 for path in _folders(records):
@@ -88,11 +89,8 @@ def pack(bundle: Path, target: Path) -> Packed:
                         _add_checked(tar, bundle, path, records[path], update)
             if packer is not None:
                 packer.close()  # gzip's trailer
-            raw.flush()
-            os.fsync(raw.fileno())
         os.chmod(staged, 0o644)
         os.replace(staged, target)
-        _sync_folder(target.parent)
     except BaseException:
         if os.path.exists(staged):
             os.unlink(staged)
@@ -214,14 +212,6 @@ def _safe_name(archive: Path, member: tarfile.TarInfo) -> str:
     if why:
         raise BundlerError(f"{archive}: member {name!r} {why}; an archive is input from another network: refusing it")
     return name.rstrip("/")
-
-
-def _sync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _Counted:
