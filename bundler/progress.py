@@ -23,6 +23,11 @@ def install(reporter) -> None:
     _reporter = reporter
 
 
+def shown() -> bool:
+    """Whether progress is drawn: tools with bars of their own (pip's downloads) draw theirs then."""
+    return _reporter is not None
+
+
 @contextlib.contextmanager
 def bytes_of(label: str, total: int):
     """Yields update(n) to call as n more bytes are done, or None when nothing is shown."""

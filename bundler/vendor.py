@@ -89,13 +89,19 @@ def download(
     requirement_files: tuple[Path, ...], python: str, platform: str, dest: Path, index: tuple[str, ...] = ()
 ) -> None:
     """pip-download every requirement (and its dependencies) as wheels into dest."""
+    from bundler import progress
+
+    # At a terminal, pip draws its own progress bar for each download (bytes, rate, time
+    # left) and its log file keeps the errors; elsewhere it is quiet and its output captured.
+    at_terminal = progress.shown()
+    log = dest.parent / "pip-download.log"
     command = [
         sys.executable,
         "-m",
         "pip",
         "download",
         "--disable-pip-version-check",
-        "--quiet",
+        *(("--progress-bar", "on", "--log", str(log)) if at_terminal else ("--quiet",)),
         "--only-binary=:all:",
         "--implementation",
         "cp",
@@ -109,8 +115,13 @@ def download(
     command += [*index, "--no-input"] if index else []
     for path in requirement_files:
         command += ["--requirement", str(path)]
+    dest.parent.mkdir(parents=True, exist_ok=True)
     try:
-        result = subprocess.run(command, capture_output=True, text=True)
+        if at_terminal:  # pip's bar on stderr; its stdout (what it saved) kept off ours
+            result = subprocess.run(command, stdout=subprocess.DEVNULL, text=True)
+            result.stderr = log.read_text(errors="replace") if log.exists() else ""
+        else:
+            result = subprocess.run(command, capture_output=True, text=True)
     except OSError as exc:
         raise VendorError(f"cannot run pip to vendor wheels: {exc}") from exc
     if result.returncode != 0:
@@ -122,5 +133,6 @@ def download(
 
 
 def _last_error_line(stderr: str) -> str:
-    lines = [line.strip() for line in stderr.splitlines() if line.strip().startswith("ERROR:")]
-    return lines[-1][len("ERROR:") :].strip() if lines else ""
+    # pip's stderr starts such lines with ERROR:, its --log file with a time first.
+    lines = [line.split("ERROR:", 1)[1].strip() for line in stderr.splitlines() if "ERROR:" in line]
+    return lines[-1] if lines else ""

@@ -256,3 +256,16 @@ def test_an_archive_into_a_missing_folder_names_the_folder(project):
         result.stderr
         == f"bundler: error: {project / 'nowhere'} is not a folder; create it, or write the archive elsewhere\n"
     )
+
+
+def test_a_base_image_given_by_digest_works_everywhere(project):
+    pinned = "python:3.11-slim@sha256:" + "0123456789abcdef" * 4
+    result = bundler(*save_args("out"), "--base-image", pinned, "--archive", "out.tar")
+    assert result.returncode == 0, result.stderr
+    dockerfile = (project / "out" / "Dockerfile").read_text()
+    assert f"ARG BASE_IMAGE={pinned}\n" in dockerfile
+    login = (project / "out" / "registry-login.json").read_text()
+    assert pinned in login and '"address": "docker.io"' in login
+    assert layout.read_manifest(project / "out").base_image == pinned
+    assert layout.base_image_file(pinned) == "base-images/python-3.11-slim-sha256-" + "0123456789abcdef" * 4 + ".tar"
+    assert bundler("verify", "out.tar").returncode == 0

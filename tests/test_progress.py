@@ -78,3 +78,30 @@ def test_save_ends_with_a_summary(project):
     assert code == 0
     line = next(line for line in stdout.splitlines() if line.startswith("wrote "))
     assert line.startswith("wrote ") and " files (110.1 MB) to " in line and line.endswith(" s")
+
+
+def test_vendoring_at_a_terminal_lets_pip_draw_its_download_bars(tmp_path, monkeypatch):
+    """pip draws a bar per download (bytes, rate, time left) when bundler's bars are on; its
+    errors still come back as one line, from its log file."""
+    import subprocess as real_subprocess
+
+    from bundler import progress, vendor
+
+    calls = []
+
+    def fake_run(command, **kwargs):
+        calls.append((command, kwargs))
+        log = command[command.index("--log") + 1]
+        with open(log, "w") as handle:
+            handle.write("2026-12-02T10:00:00 ERROR: No matching distribution found for nothing-here==1\n")
+        return real_subprocess.CompletedProcess(command, 1)
+
+    monkeypatch.setattr(vendor.subprocess, "run", fake_run)
+    monkeypatch.setattr(progress, "_reporter", progress.terminal_bar)
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("nothing-here==1\n")
+    with pytest.raises(vendor.VendorError, match="No matching distribution found for nothing-here==1"):
+        vendor.download((requirements,), "3.11", "linux/amd64", tmp_path / "wheels")
+    ((command, kwargs),) = calls
+    assert "--progress-bar" in command and "--quiet" not in command
+    assert "stderr" not in kwargs and kwargs["stdout"] == real_subprocess.DEVNULL  # the bar reaches the terminal
