@@ -74,10 +74,12 @@ def pack(bundle: Path, target: Path) -> Packed:
                 if compression
                 else None
             )
-            with (
-                progress.bytes_of("packing", sum(r.size for r in records.values())) as update,
-                tarfile.open(fileobj=packer or raw, mode="w", format=tarfile.PAX_FORMAT) as tar,
-            ):
+            # .tar: written here, each file's bytes copied by the kernel while a thread hashes
+            # them; .tar.gz: through tarfile and gzip, which must see every byte anyway.
+            writer = (  # entered just below
+                _PlainTar(raw) if packer is None else tarfile.open(fileobj=packer, mode="w", format=tarfile.PAX_FORMAT)  # noqa: SIM115
+            )
+            with progress.bytes_of("packing", sum(r.size for r in records.values())) as update, writer as tar:
                 tar.copybufsize = CHUNK
                 for path in _folders(records):
                     tar.addfile(_info(path, tarfile.DIRTYPE, layout.DIR_MODE, 0))
@@ -181,9 +183,14 @@ def _add_checked(tar: tarfile.TarFile, bundle: Path, path: str, record: layout.F
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_size != record.size or stat.S_IMODE(info.st_mode) != record.mode:
             raise edited
-        hashing = _Hashing(handle, update)
-        tar.addfile(_info(path, tarfile.REGTYPE, record.mode, record.size), hashing)
-        if hashing.digest.hexdigest() != record.sha256 or hashing.read(1):
+        info = _info(path, tarfile.REGTYPE, record.mode, record.size)
+        if isinstance(tar, _PlainTar):
+            sha = tar.add_copied(info, fd, update)
+        else:
+            hashing = _Hashing(handle, update)
+            tar.addfile(info, hashing)
+            sha = hashing.digest.hexdigest()
+        if sha != record.sha256 or os.pread(fd, 1, record.size):
             raise edited
 
 
@@ -212,6 +219,50 @@ def _safe_name(archive: Path, member: tarfile.TarInfo) -> str:
     if why:
         raise BundlerError(f"{archive}: member {name!r} {why}; an archive is input from another network: refusing it")
     return name.rstrip("/")
+
+
+class _PlainTar:
+    """An uncompressed tar, as tarfile writes one (its own headers, 512-byte blocks, two empty
+    blocks and a 10 KB record at the end), with file bytes copied by the kernel."""
+
+    def __init__(self, raw):
+        self.raw, self.offset, self.copybufsize = raw, 0, None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, *_):
+        if kind is None:
+            self._write(tarfile.NUL * (tarfile.BLOCKSIZE * 2))
+            remainder = self.offset % tarfile.RECORDSIZE
+            if remainder:
+                self._write(tarfile.NUL * (tarfile.RECORDSIZE - remainder))
+
+    def addfile(self, info: tarfile.TarInfo, fileobj=None) -> None:
+        self._write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        if fileobj is not None:
+            self._write(fileobj.read())
+            self._pad()
+
+    def add_copied(self, info: tarfile.TarInfo, source_fd: int, update) -> str:
+        from bundler.digest import copy_range_hashing
+
+        self.addfile(info)
+        self.raw.flush()
+        sha, copied = copy_range_hashing(source_fd, self.raw.fileno(), info.size, self.offset, update)
+        self.offset += copied
+        self.raw.seek(self.offset)
+        self._pad()
+        return sha
+
+    def _write(self, data: bytes) -> None:
+        self.raw.write(data)
+        self.offset += len(data)
+
+    def _pad(self) -> None:
+        remainder = self.offset % tarfile.BLOCKSIZE
+        if remainder:
+            self._write(tarfile.NUL * (tarfile.BLOCKSIZE - remainder))
 
 
 class _Counted:

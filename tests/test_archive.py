@@ -269,3 +269,15 @@ def test_a_base_image_given_by_digest_works_everywhere(project):
     assert layout.read_manifest(project / "out").base_image == pinned
     assert layout.base_image_file(pinned) == "base-images/python-3.11-slim-sha256-" + "0123456789abcdef" * 4 + ".tar"
     assert bundler("verify", "out.tar").returncode == 0
+
+
+def test_the_tar_is_the_gzip_archive_uncompressed_and_tar_reads_it(project, tmp_path):
+    """.tar is written by bundler itself (the kernel copies file bytes), .tar.gz through Python's
+    tarfile: the same bytes either way, and GNU tar extracts a bundle that verifies."""
+    assert bundler(*save_args("out"), "--archive", "out.tar").returncode == 0
+    assert bundler("pack", "out", "-o", "out.tar.gz").returncode == 0
+    assert gzip.decompress((project / "out.tar.gz").read_bytes()) == (project / "out.tar").read_bytes()
+    extracted = tmp_path / "from-tar"
+    extracted.mkdir()
+    subprocess.run(["tar", "-xf", "out.tar", "-C", extracted], check=True)
+    assert bundler("verify", extracted).returncode == 0
