@@ -192,7 +192,7 @@ def verify(
 
     where = Path(cwd, bundle) if cwd is not None else Path(bundle)  # as given: messages name it so
     cwd = Path(cwd) if cwd is not None else Path.cwd()
-    if archive.is_archive(where) and where.is_file():
+    if archive.is_archive(where) and not where.is_dir():
         if against is not None:
             raise InputError(f"{bundle}: compare an archive with bundle.json only; extract it to compare with inputs")
         return archive.check(where)

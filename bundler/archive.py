@@ -17,6 +17,7 @@ device, an absolute path, or leaves the archive's folder is refused before anyth
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -33,6 +34,10 @@ from bundler.verify import Report
 
 SUFFIXES = {".tar": "", ".tar.gz": "gz", ".tgz": "gz"}
 CHUNK = 1 << 20
+MANIFEST_LIMIT = 64 << 20  # bundle.json of a bundle with 100,000 files is about 20 MB
+# No header of a bundle's archive (a pax header, a long name) comes near this: tarfile reads
+# one whole, in one read, so a crafted archive could claim gigabytes for one.
+HEADER_LIMIT = 1 << 20
 GZIP_LEVEL = 6  # gzip's own default: most of level 9's size at a fraction of its time
 
 
@@ -63,7 +68,7 @@ def pack(bundle: Path, target: Path) -> Packed:
         raise InputError(f"{target} is a folder; give the archive's file name, e.g. {target}/imagefiles.tar.gz")
     if not target.parent.is_dir():
         raise InputError(f"{target.parent} is not a folder; create it, or write the archive elsewhere")
-    if target.is_relative_to(Path(os.path.abspath(bundle))):
+    if Path(os.path.realpath(target)).is_relative_to(Path(os.path.realpath(bundle))):
         raise InputError(f"{target} is inside the bundle {bundle}; write the archive outside it")
     fd, staged = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
     try:
@@ -104,12 +109,15 @@ def check(archive: Path) -> Report:
     """Every member of ARCHIVE against the bundle.json inside it, without extracting."""
     found: dict[str, tuple[int, int, str]] = {}  # path -> (mode, size, sha256)
     folders: dict[str, int] = {}
-    manifest_bytes = None
+    manifest_parts: list[bytes] | None = None
+    if not Path(archive).is_file():
+        raise BundlerError(f"{archive}: no such archive (a file ending in {', '.join(SUFFIXES)})")
     try:
         with (
             open(archive, "rb") as raw,
             progress.bytes_of("verifying", os.fstat(raw.fileno()).st_size) as update,
-            tarfile.open(fileobj=_Counted(raw, update), mode="r|*") as tar,
+            _unpacked(_Counted(raw, update)) as stream,
+            tarfile.open(fileobj=_Bounded(stream), mode="r:") as tar,
         ):
             for member in tar:
                 path = _safe_name(archive, member)
@@ -120,18 +128,21 @@ def check(archive: Path) -> Report:
                 if member.isdir():
                     folders[path] = stat.S_IMODE(member.mode)
                     continue
+                if path == layout.MANIFEST and member.size > MANIFEST_LIMIT:
+                    raise BundlerError(
+                        f"{archive}: its {layout.MANIFEST} is {member.size} bytes, more than any bundle's"
+                    )
                 digest, size = hashlib.sha256(), 0
                 handle = tar.extractfile(member)
                 while chunk := handle.read(CHUNK):
                     digest.update(chunk)
                     size += len(chunk)
                     if path == layout.MANIFEST:
-                        manifest_bytes = (manifest_bytes or b"") + chunk
+                        manifest_parts = [*(manifest_parts or []), chunk]
                 found[path] = (stat.S_IMODE(member.mode), size, digest.hexdigest())
-    except (tarfile.TarError, EOFError, gzip.BadGzipFile, OSError, ValueError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise BundlerError(f"{archive}: no such file") from None
-        raise BundlerError(f"{archive}: not a readable archive ({exc}); carry it again") from None
+    except (tarfile.TarError, EOFError, gzip.BadGzipFile, OSError, ValueError, MemoryError) as exc:
+        raise BundlerError(f"{archive}: not a readable archive ({exc or type(exc).__name__}); carry it again") from None
+    manifest_bytes = b"".join(manifest_parts) if manifest_parts is not None else None
     if manifest_bytes is None:
         raise BundlerError(f"{archive} holds no {layout.MANIFEST}: it is not a bundle's archive")
     try:
@@ -210,7 +221,9 @@ def _safe_name(archive: Path, member: tarfile.TarInfo) -> str:
     name = member.name
     parts = PurePosixPath(name).parts
     why = None
-    if not (member.isfile() or member.isdir()):
+    if member.issparse():
+        why = "is a sparse file, which a bundle never holds"
+    elif not (member.isfile() or member.isdir()):
         why = "is a link or a device, which a bundle never holds"
     elif name.startswith("/") or not parts:
         why = "is an absolute path"
@@ -265,6 +278,37 @@ class _PlainTar:
             self._write(tarfile.NUL * (tarfile.BLOCKSIZE - remainder))
 
 
+class _Bounded:
+    """The archive's tar bytes as tarfile reads them: a single read larger than any header or
+    data chunk is a crafted header (tarfile would hold it all in memory), refused."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0 or size > max(CHUNK, HEADER_LIMIT):
+            raise ValueError("a header claims more bytes than a bundle's archive ever holds in one")
+        return self.stream.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.stream.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.stream.tell()
+
+
+@contextlib.contextmanager
+def _unpacked(counted):
+    """The tar inside: gunzipped when it starts as gzip does, else as it is (both seekable)."""
+    head = counted.read(2)
+    counted.seek(0)
+    if head == b"\x1f\x8b":
+        with gzip.GzipFile(fileobj=counted, mode="rb") as stream:
+            yield stream
+    else:
+        yield counted
+
+
 class _Counted:
     """The archive's raw bytes as they are read: the progress of a check."""
 
@@ -276,6 +320,12 @@ class _Counted:
         if self.update is not None:
             self.update(len(chunk))
         return chunk
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.handle.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.handle.tell()
 
 
 class _Hashing:

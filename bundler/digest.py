@@ -8,6 +8,7 @@ what the slower of the two costs alone. A small file takes one read, hash and wr
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import threading
@@ -22,10 +23,14 @@ KERNEL_COPY_FROM = 16 << 20  # below this, one pass in Python is as fast and sim
 COPY_CHUNK = 8 << 20
 
 
-def copy_hashing(source: BinaryIO, target: BinaryIO | None = None, progress=None) -> tuple[str, int]:
+def copy_hashing(
+    source: BinaryIO, target: BinaryIO | None = None, progress=None, unchanging: bool = False
+) -> tuple[str, int]:
     """Read source to its end (writing each chunk to target, if any); its sha256 and size.
-    `progress(n)` is told of every n bytes done."""
-    if target is not None and _kernel_can_copy(source, target):
+    `progress(n)` is told of every n bytes done. `unchanging`: nothing writes the source
+    meanwhile (a registry blob), so the kernel may copy it while another read hashes it; a
+    user's file may change under a copy, and then only hashing what is written names it right."""
+    if target is not None and unchanging and _kernel_can_copy(source, target):
         target.flush()
         size = os.fstat(source.fileno()).st_size
         result = copy_range_hashing(source.fileno(), target.fileno(), size, 0, progress)
@@ -67,22 +72,23 @@ def copy_range_hashing(source_fd: int, target_fd: int, size: int, target_offset:
     failure: list[BaseException] = []
 
     def copy() -> None:
+        offset = 0
         try:
-            offset = 0
-            while offset < size:
-                step = min(size - offset, COPY_CHUNK)
-                done = os.copy_file_range(source_fd, target_fd, step, offset, target_offset + offset)
-                if done == 0:
-                    break
-                offset += done
+            try:
+                while offset < size:
+                    step = min(size - offset, COPY_CHUNK)
+                    done = os.copy_file_range(source_fd, target_fd, step, offset, target_offset + offset)
+                    if done == 0:
+                        break
+                    offset += done
+            except OSError:
+                if offset:
+                    raise
+                # No kernel copy here (another file system, an old kernel): copy by hand.
+                offset = _copy_by_hand(source_fd, target_fd, size, target_offset)
             if offset != size:
-                raise OSError(f"the source ended after {offset} of {size} bytes")
-        except OSError as exc:
-            if not offset:  # no kernel copy here (another file system, an old kernel): copy by hand
-                _copy_by_hand(source_fd, target_fd, size, target_offset)
-            else:
-                failure.append(exc)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                raise OSError(errno.EIO, f"the source ended after {offset} of {size} bytes")
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
             failure.append(exc)
 
     copier = threading.Thread(target=copy, name="bundler-copy")
@@ -105,7 +111,7 @@ def copy_range_hashing(source_fd: int, target_fd: int, size: int, target_offset:
     return digest.hexdigest(), hashed
 
 
-def _copy_by_hand(source_fd: int, target_fd: int, size: int, target_offset: int) -> None:
+def _copy_by_hand(source_fd: int, target_fd: int, size: int, target_offset: int) -> int:
     offset = 0
     while offset < size:
         chunk = os.pread(source_fd, min(CHUNK_SIZE * 4, size - offset), offset)
@@ -115,3 +121,4 @@ def _copy_by_hand(source_fd: int, target_fd: int, size: int, target_offset: int)
         while view:
             written = os.pwrite(target_fd, view, target_offset + offset)
             view, offset = view[written:], offset + written
+    return offset

@@ -83,7 +83,7 @@ def _write_entry(folders: _Folders, entry: FileEntry, update=None) -> FileRecord
         _write_bytes(folder, name, content.data, entry.mode)
         return FileRecord.of(entry.mode, content.data)
     with _open_source(entry) as src, os.fdopen(os.open(name, _NEW_FILE, 0o600, dir_fd=folder), "wb") as out:
-        sha, size = copy_hashing(src, out, update)
+        sha, size = copy_hashing(src, out, update, unchanging=isinstance(content, RegistryBlob))
         os.fchmod(out.fileno(), entry.mode)
     if isinstance(content, RegistryBlob) and sha != content.sha256:
         raise RegistryError(

@@ -168,10 +168,12 @@ class Registry:
         return self.home / "blobs" / "sha256" / sha256[:2] / sha256
 
     def names(self) -> list[str]:
+        """Names with at least one version (a register that failed may leave an empty folder)."""
         models = self.home / "models"
         if not models.is_dir():
             return []
-        return sorted(p.name for p in models.iterdir() if p.is_dir() and NAME_PATTERN.fullmatch(p.name))
+        names = (p.name for p in models.iterdir() if p.is_dir() and NAME_PATTERN.fullmatch(p.name))
+        return sorted(name for name in names if self.versions(name))
 
     def versions(self, name: str) -> list[int]:
         folder = self.home / "models" / name

@@ -281,3 +281,38 @@ def test_the_tar_is_the_gzip_archive_uncompressed_and_tar_reads_it(project, tmp_
     extracted.mkdir()
     subprocess.run(["tar", "-xf", "out.tar", "-C", extracted], check=True)
     assert bundler("verify", extracted).returncode == 0
+
+
+def crafted(project, name: str, members) -> Path:
+    """An archive whose members are (TarInfo, bytes or None) as given, after a real bundle's."""
+    path = project / name
+    with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def test_crafted_headers_cannot_take_memory_or_time(project):
+    huge_name = tarfile.TarInfo("x" * (3 << 20))  # a 3 MB path: a pax header tarfile would read whole
+    crafted(project, "huge-header.tar.gz", [(huge_name, None)])
+    sparse = tarfile.TarInfo("weights.bin")
+    sparse.type = tarfile.GNUTYPE_SPARSE
+    crafted(project, "sparse.tar.gz", [(sparse, None)])
+    manifest = tarfile.TarInfo("bundle.json")
+    manifest.size = (64 << 20) + 1
+    with tarfile.open(project / "big-manifest.tar", "w") as tar:
+        tar.addfile(manifest)  # a header claiming 64 MB and more, with no data after it
+    for name, message in (
+        ("huge-header.tar.gz", "a header claims more bytes"),
+        ("sparse.tar.gz", "is a sparse file"),
+        ("big-manifest.tar", "more than any bundle's"),
+    ):
+        started = time.monotonic()
+        result = bundler("verify", name)
+        assert result.returncode == 1 and message in result.stderr, result.stderr
+        assert len(result.stderr.splitlines()) == 1 and time.monotonic() - started < 20
+
+
+def test_verify_of_a_missing_archive_says_so(project):
+    result = bundler("verify", "nothere.tar.gz")
+    assert result.returncode == 1 and "no such archive" in result.stderr
