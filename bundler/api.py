@@ -221,13 +221,18 @@ def deploy_manifest(bundle: Path | str = DEFAULT_BUNDLE, image: str | None = Non
     bundle = Path(bundle)
     layout.require_bundle(bundle)
     path = bundle / layout.BUNDLE.kubernetes
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"{bundle} has no {layout.BUNDLE.kubernetes} (saved with --no-deploy); save it again without")
+    if not path.is_file():
+        raise InputError(f"{path} is not a file; save the bundle again")
     if image is not None and not IMAGE_PATTERN.fullmatch(image):
         raise InputError(
             f"--image {image!r} is not an image reference; use e.g. myregistry.azurecr.io/diabetes@sha256:..."
         )
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not UTF-8 text (edited by hand?); fix it, or save the bundle again") from None
     return deploy.with_image(text, image) if image else text
 
 

@@ -357,6 +357,8 @@ def save(outdir: Path, flags, home: Path | None, force: bool, archive: Path | No
         click.echo(f"vendored: {result.prepared.wheel_count} wheels (docker build needs no network but the base image)")
     written = sum(record.size for record in result.records.values())
     click.echo(f"wrote {result.file_count} files ({_size(written)}) to {shown(str(result.path))} in {seconds:.1f} s")
+    for _, path in image.base_archives:
+        click.echo(f"base image: {path} (docker load --input {_typed(result.path / path)}, before docker build)")
     if packed:
         click.echo(f"archive: {shown(str(packed.path))} ({_size(packed.bytes)})")
         click.echo(f"next: docker build --tag {image.default_tag} - < {_typed(packed.path)}")

@@ -38,6 +38,9 @@ IMAGE_PATTERN = re.compile(
 HOST_PATTERN = re.compile(r"[A-Za-z0-9.-]+(?::[0-9]+)?")
 SAFE_TEXT_PATTERN = re.compile(r"[^\x00-\x1f\x7f]*")
 
+# A PEM certificate block: all of a CA file that ever ships (comments and the rest stay home).
+PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+?-----END CERTIFICATE-----")
+
 SERVER_LIMITS = {
     "port": (1, 65535),
     "workers": (1, 64),
@@ -285,12 +288,20 @@ def _package_index(document: Document) -> PackageIndex | None:
     urls += [("extra_index_urls", url) for url in extra]
     for key, url in urls:
         where = document.where("environment", key)
-        if not isinstance(url, str) or not re.fullmatch(r"https?://[^\s]+", url):
+        if not isinstance(url, str):
             raise ConfigError(f"{where}: {url!r} is not an http(s) URL of a package index")
-        if credentials.find(url) or "@" in url.split("/")[2]:
+        parts = url.split("/")
+        path_tokens = [part for part in parts[3:] if credentials.looks_like_a_token(part)]
+        if credentials.find(url) or "@" in (parts[2] if len(parts) > 2 else url) or path_tokens:
             raise ConfigError(
                 f"{where}: the URL holds a credential, which would reach the bundle; give the index without it, and "
                 "the credential at build time as a secret: docker build --secret id=netrc,src=$HOME/.netrc"
+            )
+        # The characters a Dockerfile word takes: a URL enters stage 1's RUN line as it is.
+        if not isinstance(url, str) or not re.fullmatch(r"https?://[A-Za-z0-9._:/@+=,-]+", url):
+            raise ConfigError(
+                f"{where}: {url!r} is not an http(s) URL of a package index that bundler can put in the "
+                "Dockerfile (letters, digits and . _ : / @ + = , - only; no query, spaces or brackets)"
             )
     certificates = []
     setting = document.setting("environment", "ca_certificates")
@@ -301,7 +312,7 @@ def _package_index(document: Document) -> PackageIndex | None:
         text = path.read_text(encoding="ascii", errors="replace") if path.is_file() else None
         if text is None:
             raise ConfigError(f"{setting.where}: CA certificate {path} not found")
-        if "-----BEGIN CERTIFICATE-----" not in text or "PRIVATE KEY" in text:
+        if not PEM_CERTIFICATE.search(text.encode()) or "PRIVATE KEY" in text:
             raise ConfigError(
                 f"{setting.where}: {path} is not a PEM CA certificate (-----BEGIN CERTIFICATE-----, and no private key)"
             )
@@ -309,6 +320,7 @@ def _package_index(document: Document) -> PackageIndex | None:
     runtime = bool(values.get("trust_ca_at_runtime", False))
     if runtime and not certificates:
         raise ConfigError(f"{document.where('environment', 'trust_ca_at_runtime')}: give ca_certificates to trust")
+
     if not urls and not certificates:
         return None
     index_url = values.get("index_url")

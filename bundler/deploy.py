@@ -133,6 +133,20 @@ def with_image(manifest: str, image: str) -> str:
     return "".join(lines)
 
 
+def kubernetes_name(name: str) -> str:
+    """NAME as Kubernetes names a Service (a DNS-1035 label: a-z, 0-9 and dashes, a letter
+    first, at most 63 characters) and Compose a project: "my.model_2" is "my-model-2"; a name
+    too long keeps its start and a digest of the whole."""
+    import hashlib
+
+    text = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    if not text or not text[0].isalpha():
+        text = f"m-{text}".rstrip("-")
+    if len(text) > 63:
+        text = f"{text[:54].rstrip('-')}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    return text
+
+
 def spec(
     settings_: DeploySettings,
     name: str,
@@ -150,7 +164,7 @@ def spec(
         if key.startswith("BUNDLER_")
     )
     return DeploySpec(
-        name=name,
+        name=kubernetes_name(name),
         image=image,
         version=version,
         port=port,

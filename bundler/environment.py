@@ -14,6 +14,7 @@ import itertools
 from dataclasses import dataclass, replace
 
 from bundler import imports, layout, requirements
+from bundler.errors import ConfigError
 
 # The reference server, for entry scripts that need raw HTTP access (engine "azureml").
 AZUREML_SERVER_REQUIREMENT = "azureml-inference-server-http==1.5.1"
@@ -177,6 +178,16 @@ def with_package_index(
     """The build, installing from a private index (pip's options; micromamba's pip: list through
     PIP_* variables) with the CA certificates given, and the netrc secret mounted for its
     credentials. Vendored installs reach no index: they keep only the CA for runtime."""
+    if build.kind == "conda" and ca_at_runtime:
+        raise ConfigError(
+            "[environment] trust_ca_at_runtime: the conda builder's serving image (debian:bookworm-slim) has no "
+            "update-ca-certificates; trust the CA in your entry script, or add it in a Dockerfile template"
+        )
+    if build.kind == "conda" and len(extra_index_urls) > 1:
+        raise ConfigError(
+            "[environment] extra_index_urls: with the conda builder, micromamba's pip takes one extra index "
+            "(PIP_EXTRA_INDEX_URL, one word in the Dockerfile); list one"
+        )
     facts = {"index_url": index_url, "extra_index_urls": extra_index_urls, "ca": ca, "ca_at_runtime": ca_at_runtime}
     if build.vendored:
         return replace(build, **facts)

@@ -67,8 +67,8 @@ def terminal_bar(label: str, total: int):
                 shown_done, last = done, now
 
         yield update
-        if shown_done < done:
-            bar.update(done - shown_done, done)
+        # The work is done (a tar's end needs no reading): the bar says so.
+        bar.update(max(total - shown_done, 0), max(done, total))
 
 
 def _size(count: float) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from bundler import config as config_module
 from bundler import emit, entry_script, layout, render, requirements, secret_rules, sources
 from bundler import plan as plan_module
+from bundler.config import PEM_CERTIFICATE
 from bundler.entries import FileEntry
 from bundler.errors import ConfigError, SourceError
 from bundler.registry import Registry
@@ -127,8 +128,9 @@ def _ca_bundle(config: config_module.Config) -> bytes | None:
     """The CA certificates given, one after the other, as pip's --cert reads them."""
     if config.package_index is None or not config.package_index.ca_certificates:
         return None
-    texts = [path.read_bytes() for path in config.package_index.ca_certificates]
-    return b"".join(text if text.endswith(b"\n") else text + b"\n" for text in texts)
+    # Only the certificates: a comment or anything else in the file never ships.
+    blocks = [b for path in config.package_index.ca_certificates for b in PEM_CERTIFICATE.findall(path.read_bytes())]
+    return b"".join(block.replace(b"\r\n", b"\n") + b"\n" for block in blocks)
 
 
 def _refuse_secrets_in_text(paths: list[Path], allowed: frozenset[Path]) -> None:

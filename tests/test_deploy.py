@@ -233,3 +233,25 @@ def test_workers_auto_follows_the_cgroup_cpu_limit(tmp_path):
 
 def test_layout_names_the_deploy_files():
     assert layout.BUNDLE.kubernetes == "deploy/kubernetes.yaml" and layout.BUNDLE.compose == "deploy/compose.yaml"
+
+
+@pytest.mark.parametrize("name", ["my.model", "my_model", "1model", "a" * 70, "UPPER.Case__x", "-"])
+def test_names_are_what_kubernetes_and_compose_accept(name):
+    from bundler.deploy import kubernetes_name
+
+    made = kubernetes_name(name)
+    assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", made) and len(made) <= 63, made  # DNS-1035, as a Service
+    assert re.fullmatch(r"[a-z0-9][a-z0-9_-]*", made)  # a Compose project name
+    assert kubernetes_name(name) == made  # the same every time
+
+
+def test_a_model_name_with_dots_gives_valid_deploy_files(project):
+    api.register("m.bin", "my.model_v2")
+    (project / "bundler.toml").write_text('models = ["my.model_v2"]\n[inference]\nentry_script = "score.py"\n')
+    result = subprocess.run([sys.executable, "-m", "bundler", "save", "out"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    kinds = documents(project / "out")
+    assert {d["metadata"]["name"] for d in kinds.values()} == {"my-model-v2"}
+    compose = yaml.safe_load((project / "out" / "deploy" / "compose.yaml").read_text())
+    assert compose["name"] == "my-model-v2" and list(compose["services"]) == ["my-model-v2"]
+    COMPOSE.validate(compose)

@@ -38,6 +38,10 @@ def save_with(project, environment: str):
         ('index_url = "https://pypi.corp.example/simple?token=abcdef0123456789abcdef"\n', "the URL holds a credential"),
         ('extra_index_urls = ["https://ghp_0123456789abcdefABCDEF0123456789abcd@x.example/simple"]\n', "credential"),
         ('index_url = "ftp://pypi.corp.example/simple"\n', "is not an http(s) URL"),
+        ('index_url = "https://pypi.fury.io/1A2b3C4d5E6f7G8h9I0j/acme/"\n', "the URL holds a credential"),
+        ('index_url = "https://pypi.corp.example/simple?x=1"\n', "no query, spaces or brackets"),
+        ('index_url = "https://[fd00::1]:8443/simple"\n', "no query, spaces or brackets"),
+        ('index_url = "nonsense"\n', "is not an http(s) URL"),
         ('ca_certificates = ["missing.pem"]\n', "not found"),
         ('ca_certificates = ["requirements.txt"]\n', "is not a PEM CA certificate"),
         ("trust_ca_at_runtime = true\n", "give ca_certificates to trust"),
@@ -88,3 +92,29 @@ def test_a_conda_build_gets_the_index_through_variables(project):
     assert "uid=57439" in dockerfile  # micromamba's user reads the secret
     for variable in ("PIP_INDEX_URL=https://pypi.corp.example/simple", "MAMBA_SSL_VERIFY=", "PIP_CERT=", "NETRC="):
         assert variable in dockerfile
+
+
+def test_only_the_certificates_of_a_ca_file_ship(project):
+    (project / "commented.pem").write_text(
+        "# pip index: https://alice:S3cretPassw0rd@pypi.corp.example/simple\n" + CERTIFICATE + "trailing notes\n"
+    )
+    result = save_with(project, 'ca_certificates = ["commented.pem"]\n')
+    assert result.returncode == 0, result.stderr
+    assert (project / "out" / "environment" / "ca-certificates.pem").read_text() == CERTIFICATE
+    assert not [p for p in (project / "out").rglob("*") if p.is_file() and b"S3cret" in p.read_bytes()]
+
+
+@pytest.mark.parametrize(
+    "environment, message",
+    [
+        ('ca_certificates = ["corp.pem"]\ntrust_ca_at_runtime = true\n', "has no update-ca-certificates"),
+        ('extra_index_urls = ["https://a.example/simple", "https://b.example/simple"]\n', "list one"),
+    ],
+)
+def test_what_the_conda_builder_cannot_do_is_refused(project, environment, message):
+    (project / "env.yml").write_text("dependencies:\n  - python=3.11\n  - mkl=2024.0\n")
+    (project / "bundler.toml").write_text(
+        '[inference]\nentry_script = "score.py"\n[environment]\nconda_file = "env.yml"\n' + environment
+    )
+    result = subprocess.run([sys.executable, "-m", "bundler", "save", "out"], capture_output=True, text=True)
+    assert result.returncode == 2 and message in result.stderr and len(result.stderr.splitlines()) == 1
