@@ -10,9 +10,12 @@ install (see runtime_python). Cold start is process start to the first healthy a
 (polled every 2 ms), minus the time init() itself took (measured inside score.py); "less its
 imports" also takes away the time score.py's module-level imports took (numpy, joblib),
 leaving the server's own part. "floor" is what no server can avoid: a bare Python process
-that only runs score.py's imports, start to exit, with the same packages. Needs wrk and the reference server's venv
-(.ci/setup-reference-server.sh). Targets (1 worker): >= 2x the reference's requests/s,
-p99 <= half of its p99, cold-start overhead <= a third of its overhead.
+that only runs score.py's imports, start to exit, with the same packages. "no-op floor" is
+our server answering a run() that returns at once (the server's own ceiling on this machine).
+"1 MB"/"10 MB" are single JSON requests of that size (the same rows, many of them), median
+time per request. Needs wrk and the reference server's venv (.ci/setup-reference-server.sh).
+Targets (issue 15): >= 3x the reference's requests/s and p99 <= half of its p99 in every
+round, >= 85% of the no-op floor's requests/s; the same with --workers 2.
 """
 
 from __future__ import annotations
@@ -126,6 +129,30 @@ def wait_healthy(port: int, process: subprocess.Popen) -> float:
             time.sleep(0.002)
 
 
+NOOP_SCORE = "def init():\n    pass\n\ndef run(raw_data):\n    return [0.0]\n"
+
+
+def large_request(port: int, megabytes: int, repeats: int = 5) -> float:
+    """Median seconds for one POST of a JSON body of about MEGABYTES, answered 200."""
+    import urllib.request
+
+    row = "[1,2,3,4,5,6,7,8,9,10]"
+    rows = max(1, megabytes * 1_000_000 // (len(row) + 1))
+    body = ('{"data": [' + ",".join([row] * rows) + "]}").encode()
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    times = []
+    for _ in range(repeats):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/score", data=body, headers={"Content-Type": "application/json"}
+        )
+        started = time.perf_counter()
+        with opener.open(request, timeout=300) as response:
+            response.read()
+            assert response.status == 200
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
 def wrk(port: int, seconds: int, script: Path) -> dict:
     out = subprocess.run(
         ["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency", "-s", str(script), f"http://127.0.0.1:{port}/score"],
@@ -191,9 +218,31 @@ def main() -> None:
                 "server_overhead": healthy - timed["init"] - timed["imports"],
             }
 
+        def load(port: int) -> dict:
+            return {
+                **wrk(port, args.seconds, lua),
+                "1 MB s": large_request(port, 1),
+                "10 MB s": large_request(port, 10),
+            }
+
         for _ in range(args.rounds):
             for kind in ("reference", "bundler"):
-                results[kind].append(cold_start(kind, then=lambda port: wrk(port, args.seconds, lua)))
+                results[kind].append(cold_start(kind, then=load))
+
+        # The no-op floor: our server, the same load, a run() that does nothing.
+        noop = work / "noop"
+        noop.mkdir()
+        (noop / "score.py").write_text(NOOP_SCORE)
+        results["noop"] = []
+        for _ in range(args.rounds):
+            port = free_port()
+            process = start("bundler", noop, port, args.workers, work / "init-noop")
+            try:
+                wait_healthy(port, process)
+                results["noop"].append(wrk(port, args.seconds, lua))
+            finally:
+                process.terminate()
+                process.wait(30)
 
         # Cold start varies more than throughput: measure it on its own, many times, alternating.
         def floor() -> dict:
@@ -217,9 +266,11 @@ def main() -> None:
         )
         print(f"{'':18}{'bundler':>12}{'reference':>12}{'ratio':>10}   target")
         rows = [
-            ("requests/s", "rps", ">= 2.0"),
+            ("requests/s", "rps", ">= 3.0"),
             ("p50 latency ms", "p50", ""),
             ("p99 latency ms", "p99", "<= 0.5"),
+            ("1 MB request s", "1 MB s", ""),
+            ("10 MB request s", "10 MB s", ""),
             ("cold overhead s", "cold_overhead", "<= 0.33"),
             ("  less its imports", "server_overhead", ""),
             ("init() s", "init", ""),
@@ -228,6 +279,21 @@ def main() -> None:
             ours, ref = median("bundler", key), median("reference", key)
             if ours is not None:  # no throughput figures with --rounds 0
                 print(f"{label:18}{ours:12.3f}{ref:12.3f}{ours / ref:10.2f}   {target}")
+        ours_each = [r["rps"] for r in results["bundler"] if "rps" in r]
+        ref_each = [r["rps"] for r in results["reference"] if "rps" in r]
+        if ours_each:
+            ratios = [round(o / r, 2) for o, r in zip(ours_each, ref_each)]
+            p99s = [
+                round(o["p99"] / r["p99"], 2)
+                for o, r in zip(*([r for r in results[k] if "rps" in r] for k in ("bundler", "reference")))
+            ]
+            print(
+                f"{'each round':18} requests/s ratio {ratios} (min {min(ratios)}), p99 ratio {p99s} (max {max(p99s)})"
+            )
+        if results["noop"]:
+            noop_rps = statistics.median(r["rps"] for r in results["noop"])
+            ours = median("bundler", "rps")
+            print(f"{'no-op floor rps':18}{ours:12.1f}{noop_rps:12.1f}{ours / noop_rps:10.2f}   >= 0.85 (ours / no-op)")
         if results["floor"]:
             lowest, ref = median("floor", "floor"), median("reference", "cold_overhead")
             print(f"{'floor s':18}{lowest:12.3f}{ref:12.3f}{lowest / ref:10.2f}   (python + score.py's imports alone)")
