@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bundler.deploy import SETTINGS_TYPES as DEPLOY_SETTINGS
 from bundler.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -44,19 +45,7 @@ SCHEMA: dict[str, dict[str, type]] = {
     "server": {"port": int, "workers": int, "scoring_timeout": int, "max_request_bytes": int, "engine": str},
     "registry": {"address": str, "username": str, "password_env": str},
     "dockerfile": {"template": str},
-    "deploy": {
-        "enabled": bool,
-        "replicas": int,
-        "min_replicas": int,
-        "max_replicas": int,
-        "target_cpu_utilization": int,
-        "cpu_request": str,
-        "cpu_limit": str,
-        "memory_request": str,
-        "memory_limit": str,
-        "workers": (str, int),
-        "startup_seconds": int,
-    },
+    "deploy": DEPLOY_SETTINGS,
     "secrets": {"allow": list},
 }
 

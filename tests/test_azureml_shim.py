@@ -18,59 +18,17 @@ import joblib
 import numpy as np
 import pytest
 import sklearn
-from sklearn.datasets import load_diabetes
-from sklearn.linear_model import Ridge
+from azureml_project import CONDA_FILE, SCORE, make_project
 
 from bundler import api, layout
 
 CODE = Path(__file__).parent / "azureml_code"
-SCORE = """\
-import json
-import os
-
-import joblib
-import numpy as np
-
-
-def init():
-    global model
-    model = joblib.load(os.path.join(os.getenv("AZUREML_MODEL_DIR"), "sklearn_regression_model.pkl"))
-
-
-def run(raw_data):
-    data = np.array(json.loads(raw_data)["data"])
-    return model.predict(data).tolist()
-"""
-# Pinned to what this Python has, so the local service's requirements are met here.
-CONDA_FILE = f"""\
-name: myenv
-channels:
-  - conda-forge
-dependencies:
-  - python=3.11
-  - pip
-  - pip:
-    - scikit-learn=={sklearn.__version__}
-    - joblib=={joblib.__version__}
-    - numpy=={np.__version__}
-"""
 PASSWORD = "pw-7c1f0d9e4b"  # a stand-in value for the variable password_env names
 
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    folder = tmp_path / "project"
-    folder.mkdir()
-    features, target = load_diabetes(return_X_y=True)
-    joblib.dump(Ridge().fit(features, target), folder / "sklearn_regression_model.pkl")
-    (folder / "score.py").write_text(SCORE)
-    (folder / "myenv.yml").write_text(CONDA_FILE)
-    (folder / "bundler.toml").write_text(
-        '[registry]\naddress = "myregistry.azurecr.io"\nusername = "ml-deployer"\npassword_env = "ACR_PASSWORD"\n'
-    )
-    (folder / "config.json").write_text(
-        '{"subscription_id": "0000", "resource_group": "ml", "workspace_name": "diabetes-ws"}'
-    )
+    folder = make_project(tmp_path / "project")
     monkeypatch.setenv("BUNDLER_HOME", str(tmp_path / "registry"))
     monkeypatch.chdir(folder)
     return folder

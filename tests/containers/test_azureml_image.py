@@ -22,47 +22,14 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pytest
-import sklearn
+from azureml_project import make_project
 from harness import MEASUREMENTS, REPO, http, serving
-from sklearn.datasets import load_diabetes
-from sklearn.linear_model import Ridge
 
 SCRIPT = REPO / "tests" / "azureml_code" / "package_image.py"
 TAG = "sklearn_regression_model:1"  # Model.package's default: the first model's name and version
 SEED_REQUEST = {"data": [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [10, 9, 8, 7, 6, 5, 4, 3, 2, 1]]}
 JSON = {"Content-Type": "application/json"}
 
-# From tests/test_azureml_shim.py: the entry script and conda file of Azure's sample.
-SCORE = """\
-import json
-import os
-
-import joblib
-import numpy as np
-
-
-def init():
-    global model
-    model = joblib.load(os.path.join(os.getenv("AZUREML_MODEL_DIR"), "sklearn_regression_model.pkl"))
-
-
-def run(raw_data):
-    data = np.array(json.loads(raw_data)["data"])
-    return model.predict(data).tolist()
-"""
-# Pinned to what this Python has, so the model pickled here loads in the image.
-CONDA_FILE = f"""\
-name: myenv
-channels:
-  - conda-forge
-dependencies:
-  - python=3.11
-  - pip
-  - pip:
-    - scikit-learn=={sklearn.__version__}
-    - joblib=={joblib.__version__}
-    - numpy=={np.__version__}
-"""
 PASSWORD = "pw-3e9a51c07d"  # a stand-in value for the variable password_env names
 
 
@@ -71,21 +38,6 @@ class Packaged:
     project: Path
     result: subprocess.CompletedProcess
     seconds: float
-
-
-def make_project(folder: Path) -> Path:
-    folder.mkdir()
-    features, target = load_diabetes(return_X_y=True)
-    joblib.dump(Ridge().fit(features, target), folder / "sklearn_regression_model.pkl")
-    (folder / "score.py").write_text(SCORE)
-    (folder / "myenv.yml").write_text(CONDA_FILE)
-    (folder / "bundler.toml").write_text(
-        '[registry]\naddress = "myregistry.azurecr.io"\nusername = "ml-deployer"\npassword_env = "ACR_PASSWORD"\n'
-    )
-    (folder / "config.json").write_text(
-        '{"subscription_id": "0000", "resource_group": "ml", "workspace_name": "diabetes-ws"}'
-    )
-    return folder
 
 
 @pytest.fixture(scope="module")
