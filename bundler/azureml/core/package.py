@@ -132,11 +132,10 @@ def _label(model_refs) -> str:
 def package_inputs(workspace, models, inference_config, scratch: Path) -> Flags:
     """The bundle inputs for models and an InferenceConfig (files it derives go to SCRATCH), with
     the workspace's bundler.toml."""
-    from bundler.azureml.core.model import InferenceConfig, Model
-
-    if not isinstance(models, (list, tuple)) or not all(isinstance(m, Model) for m in models):
+    # Known by their parts, not their classes: model.py makes packages, and imports this module.
+    if not isinstance(models, (list, tuple)) or not all(hasattr(m, "_version") and hasattr(m, "id") for m in models):
         raise UserErrorException("models must be a list of Model objects, e.g. [Model(ws, 'name')]")
-    if not isinstance(inference_config, InferenceConfig):
+    if not hasattr(inference_config, "conda_file_path"):
         raise UserErrorException(f"inference_config must be an InferenceConfig, not {type(inference_config).__name__}")
     environment = inference_config.environment
     requirements = conda_file = base_image = None
