@@ -303,11 +303,13 @@ def test_login_then_build_push(flow):
     assert flow.build is not None and flow.build.returncode == 0, flow.build.stdout + flow.build.stderr
     lines = flow.build.stdout.splitlines()
     tail = lines[lines.index("built image: diabetes") + 1 :]
-    assert len(tail) == 3, flow.build.stdout
+    assert len(tail) == 4, flow.build.stdout
     assert tail[0] == f"pushed: {flow.remote}"
     digest = re.fullmatch(r"digest: (sha256:[0-9a-f]{64})", tail[1])
     assert digest, tail[1]
-    assert tail[2] == f"pull it as: {flow.registry.address}/diabetes@{digest.group(1)}"
+    pinned = f"{flow.registry.address}/diabetes@{digest.group(1)}"
+    assert tail[2] == f"pull it as: {pinned}"
+    assert tail[3] == f"deploy it: bundler deploy-manifest imagefiles --image {pinned} | kubectl apply -f -"
     assert f"pushing diabetes as {flow.remote}" in flow.build.stderr
 
 
