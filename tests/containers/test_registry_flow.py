@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 from harness import free_port
+from local_tls import make_certificates
 from requires import require_root
 
 USER = "user"
@@ -68,21 +69,6 @@ class Registry:
     ca: Path
     cert_dir: Path  # holds ca.crt alone, for skopeo --cert-dir
     log: Path
-
-
-def make_certificates(folder: Path) -> None:
-    """A CA, and a server certificate it signs for IP 127.0.0.1 (Go's TLS wants the SAN)."""
-    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    ca = ["-subj", "/CN=bundler test CA", "-addext", "basicConstraints=critical,CA:TRUE"]
-    ca += ["-addext", "keyUsage=critical,keyCertSign,cRLSign", "-days", "2"]
-    run("openssl", "req", "-x509", *key, *ca, "-keyout", folder / "ca.key", "-out", folder / "ca.crt")
-    run("openssl", "req", *key, "-subj", "/CN=127.0.0.1", "-keyout", folder / "server.key", "-out", folder / "csr")
-    (folder / "server.ext").write_text(
-        "subjectAltName = IP:127.0.0.1\nextendedKeyUsage = serverAuth\nbasicConstraints = CA:FALSE\n"
-    )
-    signer = ["-CA", folder / "ca.crt", "-CAkey", folder / "ca.key", "-CAcreateserial", "-days", "2"]
-    signed = ["-extfile", folder / "server.ext", "-out", folder / "server.crt"]
-    run("openssl", "x509", "-req", "-in", folder / "csr", *signer, *signed)
 
 
 def wait_for_registry(address: str, ca: Path, process: subprocess.Popen, log: Path) -> None:
