@@ -9,10 +9,9 @@ recorded in bundle.json beside the file, whose sha256 bundle.json lists like any
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
+from bundler import engine as engines
 from bundler.entries import Copied, FileEntry
 from bundler.errors import BundlerError
 
@@ -23,53 +22,25 @@ def export(
     images: tuple[tuple[str, str], ...], scratch: Path
 ) -> tuple[tuple[FileEntry, ...], tuple[tuple[str, str, str], ...]]:
     """Each (image, bundle path) exported to SCRATCH: the bundle's entries, and (image, path, ID)."""
-    engine = _engine()
+    try:
+        engine = engines.find()
+    except BundlerError:
+        raise BundlerError(
+            "--with-base-image needs docker or podman here, holding the base image, to export it; "
+            "install one (or save without --with-base-image and carry the base image yourself: docker save IMAGE)"
+        ) from None
     entries, records = [], []
     folder = scratch / "base-images"
     folder.mkdir(exist_ok=True)
     for image, path in images:
-        image_id = _image_id(engine, image)
+        image_id = engine.image_id(image)
+        if image_id is None:
+            raise BundlerError(
+                f"--with-base-image: {engine.name} has no image {image} to export; pull it first: "
+                f"{engine.name} pull {image}"
+            )
         target = folder / Path(path).name
-        _run(
-            engine,
-            "save",
-            *(("--format", "docker-archive") if Path(engine).name == "podman" else ()),
-            "--output",
-            target,
-            image,
-            doing=f"export {image}",
-        )
+        engine.save_image(image, target)
         entries.append(FileEntry(path, ARCHIVE_MODE, Copied(target)))
         records.append((image, path, image_id))
     return tuple(entries), tuple(records)
-
-
-def _engine() -> str:
-    docker = shutil.which("docker")
-    if docker and subprocess.run([docker, "info"], capture_output=True).returncode == 0:
-        return docker
-    podman = shutil.which("podman")
-    if podman:
-        return podman
-    raise BundlerError(
-        "--with-base-image needs docker or podman here, holding the base image, to export it; "
-        "install one (or save without --with-base-image and carry the base image yourself: docker save IMAGE)"
-    )
-
-
-def _image_id(engine: str, image: str) -> str:
-    result = subprocess.run([engine, "image", "inspect", "--format", "{{.Id}}", image], capture_output=True, text=True)
-    if result.returncode != 0 or not result.stdout.strip():
-        raise BundlerError(
-            f"--with-base-image: {Path(engine).name} has no image {image} to export; pull it first: "
-            f"{Path(engine).name} pull {image}"
-        )
-    image_id = result.stdout.strip().splitlines()[0]
-    return image_id if image_id.startswith("sha256:") else f"sha256:{image_id}"
-
-
-def _run(engine: str, *args, doing: str) -> None:
-    result = subprocess.run([engine, *map(str, args)], capture_output=True, text=True)
-    if result.returncode != 0:
-        last = (result.stderr or result.stdout).strip().splitlines()[-1:] or [f"exit {result.returncode}"]
-        raise BundlerError(f"{Path(engine).name} could not {doing}: {last[0]}")

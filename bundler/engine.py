@@ -94,6 +94,21 @@ class Engine:
         result = subprocess.run([self.path, "image", "inspect", reference], capture_output=True)
         return result.returncode == 0
 
+    def image_id(self, reference: str) -> str | None:
+        """The image's ID (sha256:... of its configuration, as `docker load` prints it), or None."""
+        result = subprocess.run(
+            [self.path, "image", "inspect", "--format", "{{.Id}}", reference], capture_output=True, text=True
+        )
+        if result.returncode != 0 or not result.stdout.strip():
+            return None
+        image_id = result.stdout.strip().splitlines()[0]
+        return image_id if image_id.startswith("sha256:") else f"sha256:{image_id}"
+
+    def save_image(self, reference: str, target: Path) -> None:
+        """REFERENCE as a docker-archive (which `docker load` and `podman load` both read)."""
+        docker_format = ("--format", "docker-archive") if self.name == "podman" else ()
+        self._checked("save", *docker_format, "--output", target, reference, doing=f"export {reference}")
+
     def _repo_digest(self, remote: str) -> str:
         """docker records what a push returned as the image's RepoDigests: repository@sha256:..."""
         out = self._checked("image", "inspect", "--format", "{{json .RepoDigests}}", remote, doing="read the digest")
@@ -117,13 +132,13 @@ class Engine:
 
 def find() -> Engine:
     """docker when its engine answers, else podman when installed; else a clear error."""
-    docker = shutil.which("docker")
-    if docker and subprocess.run([docker, "info"], capture_output=True).returncode == 0:
-        return Engine(docker)
+    docker = docker_engine()
+    if docker is not None:
+        return docker
     podman = shutil.which("podman")
     if podman:
         return Engine(podman)
-    if docker:
+    if shutil.which("docker"):
         raise BundlerError(
             "docker is installed but its engine does not answer (is the daemon running?), "
             "and podman is not installed; start Docker or install podman"
