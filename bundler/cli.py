@@ -355,8 +355,8 @@ def save(outdir: Path, flags, home: Path | None, force: bool, archive: Path | No
         )
     if image.environment.vendored:
         click.echo(f"vendored: {result.prepared.wheel_count} wheels (docker build needs no network but the base image)")
-    written = sum(record.size for record in result.records.values())
-    click.echo(f"wrote {result.file_count} files ({_size(written)}) to {shown(str(result.path))} in {seconds:.1f} s")
+    size = _size(result.bytes_written)
+    click.echo(f"wrote {result.file_count} files ({size}) to {shown(str(result.path))} in {seconds:.1f} s")
     for _, path in image.base_archives:
         click.echo(f"base image: {path} (docker load --input {_typed(result.path / path)}, before docker build)")
     if packed:

@@ -37,6 +37,7 @@ class Prepared:
 class SaveResult:
     path: Path
     prepared: Prepared
+    bytes_written: int = 0  # every file's size, bundle.json included
 
     @property
     def plan(self) -> plan_module.Plan:
@@ -45,13 +46,6 @@ class SaveResult:
     @property
     def file_count(self) -> int:
         return len(self.prepared.entries) + 1  # and the manifest
-
-    @property
-    def records(self) -> dict:
-        """Every file written, bundle.json included: its mode, size and sha256."""
-        files = layout.read_manifest(self.path).files
-        manifest = (self.path / layout.MANIFEST).stat().st_size
-        return {**files, layout.MANIFEST: layout.FileRecord(layout.FILE_MODE, manifest, "")}
 
     def to_json(self) -> dict:
         plan, image = self.plan, self.plan.image
@@ -196,9 +190,14 @@ def prepare(flags: config_module.Flags, home: Path, cwd: Path, outdir: Path, scr
 
 def save(flags: config_module.Flags, home: Path, cwd: Path, outdir: Path, force: bool = False) -> SaveResult:
     outdir = Path(cwd, outdir)
+    written = []  # what emit hashed as it wrote, and the manifest made from that
+
+    def manifest(records: dict) -> bytes:
+        data = render.manifest(prepared.plan, records)
+        written.append(sum(record.size for record in records.values()) + len(data))
+        return data
+
     with tempfile.TemporaryDirectory(prefix="bundler-save-") as scratch:
         prepared = prepare(flags, home, cwd, outdir, Path(scratch))
-        path = emit.write(
-            outdir, prepared.entries, lambda records: render.manifest(prepared.plan, records), force=force
-        )
-    return SaveResult(path, prepared)
+        path = emit.write(outdir, prepared.entries, manifest, force=force)
+    return SaveResult(path, prepared, written[-1])
