@@ -119,17 +119,23 @@ class DeploySpec:
         )
 
 
-def with_image(manifest: str, image: str) -> str:
-    """The Kubernetes manifest with IMAGE on each line the template marked (hand edits elsewhere kept)."""
+def yaml_scalar(value: object) -> str:
+    """A YAML string as JSON writes it: double-quoted, every special character escaped (the
+    deploy templates' `yaml` filter, and the image deploy-manifest writes)."""
     import json
 
+    return json.dumps(str(value))
+
+
+def with_image(manifest: str, image: str) -> str:
+    """The Kubernetes manifest with IMAGE on each line the template marked (hand edits elsewhere kept)."""
     lines = manifest.splitlines(keepends=True)
     marked = [i for i, line in enumerate(lines) if line.rstrip().endswith(IMAGE_MARK)]
     if not marked:
         raise ConfigError(f"no line ends in '{IMAGE_MARK}'; set the image in the manifest by hand")
     for i in marked:
         indent = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
-        lines[i] = f"{indent}image: {json.dumps(image)}  {IMAGE_MARK}\n"
+        lines[i] = f"{indent}image: {yaml_scalar(image)}  {IMAGE_MARK}\n"
     return "".join(lines)
 
 

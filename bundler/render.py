@@ -55,11 +55,6 @@ def quoted(value: object) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
 
 
-def yaml_scalar(value: object) -> str:
-    """A YAML string as JSON writes it: double-quoted, every special character escaped."""
-    return json.dumps(str(value))
-
-
 def exec_form(words) -> str:
     """JSON array form for CMD / HEALTHCHECK: no shell, so signals reach the server."""
     for item in words:
@@ -82,6 +77,8 @@ def _jinja(template_dir: str):
         keep_trailing_newline=True,
         autoescape=False,
     )
+    from bundler.deploy import yaml_scalar
+
     env.filters.update(word=word, quoted=quoted, exec_form=exec_form, yaml=yaml_scalar)
     return env
 
