@@ -117,6 +117,29 @@ def test_the_scoring_timeout_is_a_500_naming_it():
     assert status == 500 and json.loads(body)["message"] == "Scoring timeout after 50 ms"
 
 
+def test_the_timer_is_off_between_requests_and_survives_a_run_that_takes_sigalrm():
+    import signal
+    import time
+
+    def run(raw_data):
+        if raw_data == "take the alarm":  # a run() with its own alarm-based timeouts
+            signal.signal(signal.SIGALRM, lambda signum, frame: None)
+            return "taken"
+        time.sleep(5)
+
+    app = app_for(run, BUNDLER_SCORING_TIMEOUT="0.05")
+    try:
+        assert answer(app, body=b"take the alarm")[2] == b'"taken"'
+        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+        started = time.monotonic()
+        status, _, body = answer(app)
+        assert status == 500 and json.loads(body)["message"] == "Scoring timeout after 50 ms"
+        assert time.monotonic() - started < 2
+        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    finally:
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+
 def test_swagger_is_served_with_the_service_name():
     app = app_for(lambda raw_data: raw_data, SERVICE_NAME="diabetes")
     status, _, body = answer(app, "GET", "/swagger.json")

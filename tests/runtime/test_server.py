@@ -84,6 +84,21 @@ def test_one_access_log_line_per_request(tmp_path):
     assert all(" 200 " in line for line in lines)
 
 
+def test_the_access_log_line_says_who_what_status_bytes_time_and_request_id(tmp_path):
+    server = start("ours", SCRIPTS / "plain.py", tmp_path)
+    try:
+        body = server.request("POST", "/score?x=1", b'{"string": "abc"}', {**JSON, "x-request-id": "r-1"}).body
+        server.request("HEAD", "/", b"", {"x-request-id": "r-2"})
+        server.request("GET", "/nowhere", b"", {})
+    finally:
+        server.stop()
+    log = server.log.read_text()
+    assert f'127.0.0.1 "POST /score?x=1 HTTP/1.1" 200 {len(body)} ' in log
+    assert re.search(r'^127\.0\.0\.1 "POST /score\?x=1 HTTP/1\.1" 200 5 \d+ms x-request-id=r-1$', log, re.M)
+    assert re.search(r'^127\.0\.0\.1 "HEAD / HTTP/1\.1" 200 0 \d+ms x-request-id=r-2$', log, re.M)
+    assert re.search(r'^127\.0\.0\.1 "GET /nowhere HTTP/1\.1" 404 \d+ \d+ms x-request-id=[0-9a-f-]{36}$', log, re.M)
+
+
 def test_each_worker_runs_init_once(tmp_path):
     server = start("ours", SCRIPTS / "plain.py", tmp_path, {"BUNDLER_WORKERS": "2"})
     try:

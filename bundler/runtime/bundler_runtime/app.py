@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl
 from bundler_runtime.entry import EntryScript
 from bundler_runtime.settings import Settings
 from bundler_runtime.swagger import SwaggerDocs
-from bundler_runtime.timeout import ScoringTimeout, time_limit
+from bundler_runtime.timeout import ScoringTimeout, TimeLimit
 
 logger = logging.getLogger("bundler_runtime")
 
@@ -68,6 +68,7 @@ class ScoringApp:
         self.script = script
         self.settings = settings
         self.swagger = swagger
+        self.time_limit = TimeLimit(settings.scoring_timeout)
         # SERVICE_PATH_PREFIX changes only the paths the swagger document shows, as on the
         # reference: whatever routes the prefix strips it before the request gets here.
         self.routes = {"/score": self.score, "/swagger.json": self.swagger_json, "/": self.health}
@@ -140,7 +141,7 @@ class ScoringApp:
         headers = _title_case(request.headers) if self.script.wants_headers else {}
         started = time.perf_counter()
         try:
-            with time_limit(self.settings.scoring_timeout):
+            with self.time_limit:
                 output = self.script.call(arguments, headers)
         except ScoringTimeout:
             logger.error("run() exceeded the scoring timeout of %s ms", self.settings.scoring_timeout_ms)
