@@ -13,7 +13,11 @@ leaving the server's own part. "floor" is what no server can avoid: a bare Pytho
 that only runs score.py's imports, start to exit, with the same packages. "no-op floor" is
 our server answering a run() that returns at once (the server's own ceiling on this machine).
 "1 MB"/"10 MB" are single JSON requests of that size (the same rows, many of them), median
-time per request. Needs wrk and the reference server's venv (.ci/setup-reference-server.sh).
+time per request. "server CPU us/req" is the CPU time of the server's processes per request
+during the load, and "wrk CPU" wrk's own: on a 2-core machine wrk takes CPU the servers would
+use, so "2-core ceiling" is the best requests/s ratio both could show when they and wrk fill
+both cores. "run() alone" is score.py's run() on the seed in a bare process: every server
+pays it, which bounds how close to the no-op floor any server can come. Needs wrk and the reference server's venv (.ci/setup-reference-server.sh).
 Targets (issue 15): >= 3x the reference's requests/s and p99 <= half of its p99 in every
 round, >= 85% of the no-op floor's requests/s; the same with --workers 2.
 """
@@ -153,13 +157,33 @@ def large_request(port: int, megabytes: int, repeats: int = 5) -> float:
     return statistics.median(times)
 
 
-def wrk(port: int, seconds: int, script: Path) -> dict:
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and all its descendants."""
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(child) for child in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # exited meanwhile
+    return total
+
+
+def wrk(port: int, seconds: int, script: Path, server_pid: int) -> dict:
+    """wrk's figures, and the CPU time per request of the server (all its processes) and of
+    wrk itself: on a 2-core machine the load generator competes with the server for CPU."""
+    server_before, wrk_before = process_tree_cpu(server_pid), _children_cpu()
     out = subprocess.run(
         ["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency", "-s", str(script), f"http://127.0.0.1:{port}/score"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
+    server_cpu, wrk_cpu = process_tree_cpu(server_pid) - server_before, _children_cpu() - wrk_before
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
 
     def ms(label):
         value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)$", out, re.M).groups()
@@ -167,11 +191,45 @@ def wrk(port: int, seconds: int, script: Path) -> dict:
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
+        "server_cpu_us": server_cpu / requests * 1e6,
+        "wrk_cpu_us": wrk_cpu / requests * 1e6,
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "p50": ms("50%"),
         "p99": ms("99%"),
         "errors": int(errors.group(1)) if errors else 0,
     }
+
+
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+RUN_ALONE = """
+import json, os, sys, time
+sys.path.insert(0, os.getcwd())
+import score
+score.init()
+seed = sys.argv[1]
+for _ in range(500):
+    score.run(seed)
+started, calls = time.perf_counter(), 5000
+for _ in range(calls):
+    score.run(seed)
+print((time.perf_counter() - started) / calls * 1e6)
+"""
+
+
+def run_alone_us(app: Path, init_file: Path) -> float:
+    """Microseconds per call of score.py's run() on the seed request in a bare process: what
+    every server pays per request before any HTTP work of its own."""
+    env = {**os.environ, "AZUREML_MODEL_DIR": str(app), "INIT_TIME_FILE": str(init_file)}
+    out = subprocess.run(
+        [str(runtime_python()), "-c", RUN_ALONE, SEED], cwd=app, env=env, check=True, capture_output=True
+    )
+    return float(out.stdout)
 
 
 def main() -> None:
@@ -207,7 +265,7 @@ def main() -> None:
             try:
                 healthy = wait_healthy(port, process)
                 timed = json.loads(init_file.read_text())
-                load = then(port) if then else {}
+                load = then(port, process) if then else {}
             finally:
                 process.terminate()
                 process.wait(30)
@@ -218,9 +276,9 @@ def main() -> None:
                 "server_overhead": healthy - timed["init"] - timed["imports"],
             }
 
-        def load(port: int) -> dict:
+        def load(port: int, process: subprocess.Popen) -> dict:
             return {
-                **wrk(port, args.seconds, lua),
+                **wrk(port, args.seconds, lua, process.pid),
                 "1 MB s": large_request(port, 1),
                 "10 MB s": large_request(port, 10),
             }
@@ -239,7 +297,7 @@ def main() -> None:
             process = start("bundler", noop, port, args.workers, work / "init-noop")
             try:
                 wait_healthy(port, process)
-                results["noop"].append(wrk(port, args.seconds, lua))
+                results["noop"].append(wrk(port, args.seconds, lua, process.pid))
             finally:
                 process.terminate()
                 process.wait(30)
@@ -269,6 +327,8 @@ def main() -> None:
             ("requests/s", "rps", ">= 3.0"),
             ("p50 latency ms", "p50", ""),
             ("p99 latency ms", "p99", "<= 0.5"),
+            ("server CPU us/req", "server_cpu_us", "<= 0.33 (the same target, in CPU)"),
+            ("wrk CPU us/req", "wrk_cpu_us", ""),
             ("1 MB request s", "1 MB s", ""),
             ("10 MB request s", "10 MB s", ""),
             ("cold overhead s", "cold_overhead", "<= 0.33"),
@@ -294,6 +354,21 @@ def main() -> None:
             noop_rps = statistics.median(r["rps"] for r in results["noop"])
             ours = median("bundler", "rps")
             print(f"{'no-op floor rps':18}{ours:12.1f}{noop_rps:12.1f}{ours / noop_rps:10.2f}   >= 0.85 (ours / no-op)")
+        if results["noop"] and ours_each:
+            # What stops the 85% target: the server's own cost is already below run()'s own.
+            alone = run_alone_us(app, work / "init-alone")
+            noop_cpu = statistics.median(r["server_cpu_us"] for r in results["noop"])
+            ours_cpu, ref_cpu = median("bundler", "server_cpu_us"), median("reference", "server_cpu_us")
+            print(
+                f"{'run() alone us':18}{alone:12.1f}{'':12}{'':10}   in a bare process; "
+                f"no-op server {noop_cpu:.1f} us CPU/req, so at best {noop_cpu / (noop_cpu + alone):.2f} of the "
+                f"no-op's rate (measured {ours_cpu:.1f} us/req)"
+            )
+            ceiling = (ref_cpu + median("reference", "wrk_cpu_us")) / (ours_cpu + median("bundler", "wrk_cpu_us"))
+            print(
+                f"{'2-core ceiling':18}{'':12}{'':12}{ceiling:10.2f}   the requests/s ratio when servers and wrk "
+                "share both cores (what --workers 2 can show on this machine)"
+            )
         if results["floor"]:
             lowest, ref = median("floor", "floor"), median("reference", "cold_overhead")
             print(f"{'floor s':18}{lowest:12.3f}{ref:12.3f}{lowest / ref:10.2f}   (python + score.py's imports alone)")
