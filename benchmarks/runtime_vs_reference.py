@@ -17,7 +17,8 @@ time per request. "server CPU us/req" is the CPU time of the server's processes 
 during the load, and "wrk CPU" wrk's own: on a 2-core machine wrk takes CPU the servers would
 use, so "2-core ceiling" is the best requests/s ratio both could show when they and wrk fill
 both cores. "run() alone" is score.py's run() on the seed in a bare process: every server
-pays it, which bounds how close to the no-op floor any server can come. Needs wrk and the reference server's venv (.ci/setup-reference-server.sh).
+pays it, which bounds how close to the no-op floor any server can come.
+Needs wrk and the reference server's venv (.ci/setup-reference-server.sh).
 Targets (issue 15): >= 3x the reference's requests/s and p99 <= half of its p99 in every
 round, >= 85% of the no-op floor's requests/s; the same with --workers 2.
 """
