@@ -348,8 +348,13 @@ def main() -> None:
                 round(o["p99"] / r["p99"], 2)
                 for o, r in zip(*([r for r in results[k] if "rps" in r] for k in ("bundler", "reference")))
             ]
+            cpus = [
+                round(o["server_cpu_us"] / r["server_cpu_us"], 2)
+                for o, r in zip(*([r for r in results[k] if "rps" in r] for k in ("bundler", "reference")))
+            ]
             print(
-                f"{'each round':18} requests/s ratio {ratios} (min {min(ratios)}), p99 ratio {p99s} (max {max(p99s)})"
+                f"{'each round':18} requests/s ratio {ratios} (min {min(ratios)}), p99 ratio {p99s} (max {max(p99s)}), "
+                f"server CPU/req ratio {cpus} (max {max(cpus)})"
             )
         if results["noop"]:
             noop_rps = statistics.median(r["rps"] for r in results["noop"])
