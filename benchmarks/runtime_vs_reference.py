@@ -59,8 +59,11 @@ def init():
     global model
     started = time.perf_counter()
     model = joblib.load(os.path.join(os.environ["AZUREML_MODEL_DIR"], "model.pkl"))
-    with open(os.environ["INIT_TIME_FILE"], "w") as f:
+    # Written whole, then renamed: with 2 workers the other may be reading it meanwhile.
+    partial = f"{os.environ['INIT_TIME_FILE']}.{os.getpid()}"
+    with open(partial, "w") as f:
         json.dump({"init": time.perf_counter() - started, "imports": imports}, f)
+    os.replace(partial, os.environ["INIT_TIME_FILE"])
 def run(raw_data):
     return model.predict(np.array(json.loads(raw_data)["data"])).tolist()
 """
