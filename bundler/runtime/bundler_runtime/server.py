@@ -121,6 +121,13 @@ class ScoringServer(BaseApplication):
             "worker_class": "asgi",
             "asgi_lifespan": "off",  # the app is ready before the worker accepts (see load)
             "keepalive": 75,  # longer than typical load balancers' idle timeouts
+            # With several workers, each listens on its own SO_REUSEPORT socket and the kernel
+            # spreads new connections over them. On one shared socket the first worker to wake
+            # accepted every connection of a burst, and a keep-alive connection stays where it
+            # was accepted: in one start of four, one worker served all and the other idled.
+            # One worker keeps the master's socket, which holds connections while a crashed
+            # worker is replaced (its own socket would close with it: connection refused).
+            "reuse_port": s.workers > 1,
             # A run() that ignores the scoring timeout (stuck in C code) gets the worker
             # restarted once the heartbeat stops, well after the timeout.
             "timeout": int(s.scoring_timeout) + 30,
