@@ -1,11 +1,12 @@
 """Our scoring runtime against the reference Azure ML server, on the same entry script.
 
-    python benchmarks/runtime_vs_reference.py [--rounds 3] [--seconds 10] [--workers 1]
+    python benchmarks/runtime_vs_reference.py [--rounds 3] [--seconds 10] [--slices 5] [--workers 1]
 
 The model is the README's example (Ridge(alpha=0.5) on scikit-learn's diabetes data). Both
 servers run the same score.py with the same worker count on loopback; wrk (-t2 -c16,
-keep-alive) posts the seed request; the servers ALTERNATE, round by round, so drift on the
-machine hits both alike. Each server runs in its own clean venv with what its image would
+keep-alive) posts the seed request. In each round both servers (and the no-op floor) are up
+and wrk loads them in turn, in SLICES short runs each, the order reversed every other slice,
+so drift on the machine hits both alike within a round. Each server runs in its own clean venv with what its image would
 install (see runtime_python). Cold start is process start to the first healthy answer
 (polled every 2 ms), minus the time init() itself took (measured inside score.py); "less its
 imports" also takes away the time score.py's module-level imports took (numpy, joblib),
@@ -194,13 +195,42 @@ def wrk(port: int, seconds: int, script: Path, server_pid: int) -> dict:
         return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    took, unit = re.search(r"\d+ requests in ([\d.]+)(ms|s|m)", out).groups()
     return {
+        "requests": requests,
+        "seconds": float(took) * {"ms": 1e-3, "s": 1.0, "m": 60.0}[unit],
         "server_cpu_us": server_cpu / requests * 1e6,
         "wrk_cpu_us": wrk_cpu / requests * 1e6,
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "p50": ms("50%"),
         "p99": ms("99%"),
         "errors": int(errors.group(1)) if errors else 0,
+    }
+
+
+def interleaved(servers: dict, seconds: int, slices: int, script: Path) -> dict:
+    """wrk on each server in turn, SLICES times, SECONDS/SLICES each, the order reversed every
+    other slice; a round's figures for each server are its slices' together. This machine's
+    speed drifts (a neighbour's load comes and goes): a round of one long run per server let
+    one server meet a slow minute that the other missed."""
+    parts = {kind: [] for kind in servers}
+    kinds = list(servers)
+    for index in range(slices):
+        for kind in kinds if index % 2 == 0 else kinds[::-1]:
+            port, pid = servers[kind]
+            parts[kind].append(wrk(port, max(1, seconds // slices), script, pid))
+    return {kind: _together(each) for kind, each in parts.items()}
+
+
+def _together(parts: list[dict]) -> dict:
+    requests = sum(p["requests"] for p in parts)
+    return {
+        "rps": requests / sum(p["seconds"] for p in parts),
+        "p50": statistics.median(p["p50"] for p in parts),
+        "p99": max(p["p99"] for p in parts),  # the worst slice's, for both servers alike
+        "errors": sum(p["errors"] for p in parts),
+        "server_cpu_us": sum(p["server_cpu_us"] * p["requests"] for p in parts) / requests,
+        "wrk_cpu_us": sum(p["wrk_cpu_us"] * p["requests"] for p in parts) / requests,
     }
 
 
@@ -241,6 +271,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--slices", type=int, default=5, help="interleaved wrk runs per server and round")
     parser.add_argument("--cold-starts", type=int, default=10, help="extra alternating starts, for cold start alone")
     args = parser.parse_args()
     if not shutil.which("wrk") or not REFERENCE_BIN.exists():
@@ -261,50 +292,65 @@ def main() -> None:
         lua.write_text(
             f'wrk.method = "POST"\nwrk.body = \'{SEED}\'\nwrk.headers["Content-Type"] = "application/json"\n'
         )
-        results = {"bundler": [], "reference": []}
+        results = {"bundler": [], "reference": [], "noop": []}
 
-        def cold_start(kind: str, then=None) -> dict:
-            port, init_file = free_port(), work / f"init-{kind}"
-            process = start(kind, app, port, args.workers, init_file)
-            try:
-                healthy = wait_healthy(port, process)
-                timed = json.loads(init_file.read_text())
-                load = then(port, process) if then else {}
-            finally:
-                process.terminate()
-                process.wait(30)
-            return {
-                **load,
-                "init": timed["init"],
-                "cold_overhead": healthy - timed["init"],
-                "server_overhead": healthy - timed["init"] - timed["imports"],
-            }
-
-        def load(port: int, process: subprocess.Popen) -> dict:
-            return {
-                **wrk(port, args.seconds, lua, process.pid),
-                "1 MB s": large_request(port, 1),
-                "10 MB s": large_request(port, 10),
-            }
-
-        for _ in range(args.rounds):
-            for kind in ("reference", "bundler"):
-                results[kind].append(cold_start(kind, then=load))
-
-        # The no-op floor: our server, the same load, a run() that does nothing.
         noop = work / "noop"
         noop.mkdir()
         (noop / "score.py").write_text(NOOP_SCORE)
-        results["noop"] = []
-        for _ in range(args.rounds):
-            port = free_port()
-            process = start("bundler", noop, port, args.workers, work / "init-noop")
+
+        def launch(kind: str, folder: Path = app) -> tuple[subprocess.Popen, int, dict]:
+            """A started server, its port, and its cold start figures."""
+            port, init_file = free_port(), work / f"init-{kind}"
+            process = start(kind if kind != "noop" else "bundler", folder, port, args.workers, init_file)
             try:
-                wait_healthy(port, process)
-                results["noop"].append(wrk(port, args.seconds, lua, process.pid))
+                healthy = wait_healthy(port, process)
+                timed = json.loads(init_file.read_text()) if init_file.exists() else None
+            except BaseException:
+                stop(process)
+                raise
+            if timed is None:  # the no-op script times nothing
+                return process, port, {}
+            return (
+                process,
+                port,
+                {
+                    "init": timed["init"],
+                    "cold_overhead": healthy - timed["init"],
+                    "server_overhead": healthy - timed["init"] - timed["imports"],
+                },
+            )
+
+        def stop(process: subprocess.Popen) -> None:
+            process.terminate()
+            process.wait(30)
+
+        def cold_start(kind: str) -> dict:
+            process, _, cold = launch(kind)
+            stop(process)
+            return cold
+
+        # Each round: all three servers up (the no-op floor is our server with a run() that does
+        # nothing), wrk on each in interleaved slices, then the large requests.
+        for _ in range(args.rounds):
+            running = {}
+            try:
+                for kind in ("reference", "bundler", "noop"):
+                    running[kind] = launch(kind, noop if kind == "noop" else app)
+                loads = interleaved(
+                    {kind: (port, process.pid) for kind, (process, port, _) in running.items()},
+                    args.seconds,
+                    args.slices,
+                    lua,
+                )
+                for kind, (_, port, cold) in running.items():
+                    if kind == "noop":
+                        results["noop"].append(loads[kind])
+                    else:
+                        large = {"1 MB s": large_request(port, 1), "10 MB s": large_request(port, 10)}
+                        results[kind].append({**loads[kind], **large, **cold})
             finally:
-                process.terminate()
-                process.wait(30)
+                for process, _, _ in running.values():
+                    stop(process)
 
         # Cold start varies more than throughput: measure it on its own, many times, alternating.
         def floor() -> dict:
@@ -323,7 +369,8 @@ def main() -> None:
             return statistics.median(values) if values else None
 
         print(
-            f"{args.rounds} alternating rounds, {args.seconds}s each, {args.workers} worker(s), wrk -t2 -c16; "
+            f"{args.rounds} rounds of {args.seconds}s per server in {args.slices} interleaved slices, "
+            f"{args.workers} worker(s), wrk -t2 -c16; "
             f"cold start over {args.rounds + args.cold_starts} alternating starts each"
         )
         print(f"{'':18}{'bundler':>12}{'reference':>12}{'ratio':>10}   target")
