@@ -13,13 +13,26 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from bundler import __version__
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
 DEFAULT_BUNDLE = "imagefiles"
+
+
+class PathParameter(click.Path):
+    """click.Path handing the command a pathlib.Path. pathlib is imported when a command runs,
+    not for `bundler --help`, where it was a third of bundler's own start-up beyond click."""
+
+    def convert(self, value, param, ctx):
+        from pathlib import Path
+
+        return Path(super().convert(value, param, ctx))
 
 
 class BundlerGroup(click.Group):
@@ -103,7 +116,7 @@ def one_line(message: str) -> str:
 def home_option(func):
     return click.option(
         "--home",
-        type=click.Path(file_okay=False, path_type=Path),
+        type=PathParameter(file_okay=False),
         envvar="BUNDLER_HOME",
         default=None,
         help="Model registry folder (default: $BUNDLER_HOME, else ~/.bundler).",
@@ -140,7 +153,7 @@ def main(ctx: click.Context, debug: bool, quiet: bool) -> None:
 
 
 @main.command()
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=PathParameter())
 @click.option("--name", required=True, help="Model name: letters, digits, . _ - (e.g. diabetes).")
 @click.option("--description", default="", help="Free text shown by `models show`.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="A tag; repeatable.")
@@ -274,7 +287,7 @@ def input_options(func):
         click.option(
             "--config",
             "config_path",
-            type=click.Path(path_type=Path),
+            type=PathParameter(),
             help="Config file (default: ./bundler.toml when present).",
         ),
         click.option(
@@ -307,12 +320,12 @@ def input_options(func):
 
 
 @main.command()
-@click.argument("outdir", default=DEFAULT_BUNDLE, type=click.Path(path_type=Path))
+@click.argument("outdir", default=DEFAULT_BUNDLE, type=PathParameter())
 @input_options
 @click.option("--force", is_flag=True, help="Replace a bundle even if it has hand edits.")
 @click.option(
     "--archive",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=PathParameter(dir_okay=False),
     help="Also write the bundle as one archive (.tar or .tar.gz) to carry across an air gap.",
 )
 @json_option
@@ -367,7 +380,7 @@ def save(outdir: Path, flags, home: Path | None, force: bool, archive: Path | No
 
 
 @main.command()
-@click.argument("bundle", default=DEFAULT_BUNDLE, type=click.Path(path_type=Path))
+@click.argument("bundle", default=DEFAULT_BUNDLE, type=PathParameter())
 @click.option(
     "--against-inputs",
     is_flag=True,
@@ -394,14 +407,14 @@ def verify(bundle: Path, against_inputs: bool, flags, home: Path | None, as_json
 
 
 @main.command()
-@click.argument("bundle", default=DEFAULT_BUNDLE, type=click.Path(path_type=Path))
+@click.argument("bundle", default=DEFAULT_BUNDLE, type=PathParameter())
 @click.option(
     "-o",
     "--output",
     "target",
     default="imagefiles.tar.gz",
     show_default=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=PathParameter(dir_okay=False),
     help="The archive to write: .tar or .tar.gz.",
 )
 @json_option
@@ -418,10 +431,12 @@ def pack(bundle: Path, target: Path, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("bundle", default=DEFAULT_BUNDLE, type=click.Path(path_type=Path))
+@click.argument("bundle", default=DEFAULT_BUNDLE, type=PathParameter())
 @input_options
 def diff(bundle: Path, flags, home: Path | None) -> None:
     """Show what `save` with the current inputs would change in BUNDLE (default ./imagefiles); writes nothing."""
+    from pathlib import Path
+
     from bundler import api
     from bundler import diff as diff_module
 
@@ -435,7 +450,7 @@ def diff(bundle: Path, flags, home: Path | None) -> None:
 
 
 @main.command()
-@click.argument("bundle", default=DEFAULT_BUNDLE, type=click.Path(path_type=Path))
+@click.argument("bundle", default=DEFAULT_BUNDLE, type=PathParameter())
 @click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on (default: the bundle's).")
 @click.option("--workers", type=click.IntRange(1, 64), help="Worker processes (default: the bundle's).")
 @click.option(
@@ -452,7 +467,7 @@ def serve(bundle: Path, port: int | None, workers: int | None, host: str) -> Non
 
 
 @main.command()
-@click.argument("bundle", default=DEFAULT_BUNDLE, type=click.Path(path_type=Path))
+@click.argument("bundle", default=DEFAULT_BUNDLE, type=PathParameter())
 @click.option("-t", "--tag", help="Image name (default: the first model's name).")
 @click.option("--push", is_flag=True, help="Then push it as `bundler push` does (log in first).")
 @json_option
@@ -471,7 +486,7 @@ def build(bundle: Path, tag: str | None, push: bool, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("bundle", default=DEFAULT_BUNDLE, type=click.Path(path_type=Path))
+@click.argument("bundle", default=DEFAULT_BUNDLE, type=PathParameter())
 @click.option("-t", "--tag", help="The local image to push (default: the bundle's image name).")
 @click.option("--to", "to", metavar="HOST/NAME:TAG", help="Where to push (default: the bundle's [registry]).")
 @json_option
@@ -487,7 +502,7 @@ def push(bundle: Path, tag: str | None, to: str | None, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("bundle", default=DEFAULT_BUNDLE, type=click.Path(path_type=Path))
+@click.argument("bundle", default=DEFAULT_BUNDLE, type=PathParameter())
 def login(bundle: Path) -> None:
     """Log docker (or podman) in to the registries of BUNDLE (default ./imagefiles).
 
@@ -500,7 +515,7 @@ def login(bundle: Path) -> None:
 
 
 @main.command("deploy-manifest")
-@click.argument("bundle", default=DEFAULT_BUNDLE, type=click.Path(path_type=Path))
+@click.argument("bundle", default=DEFAULT_BUNDLE, type=PathParameter())
 @click.option("--image", metavar="REF", help="The image the cluster runs, e.g. what push printed (NAME@sha256:...).")
 def deploy_manifest(bundle: Path, image: str | None) -> None:
     """Print BUNDLE's (default ./imagefiles) Kubernetes manifest, for kubectl apply -f -."""
@@ -521,6 +536,7 @@ def _typed(path: Path) -> str:
     """The path as typed in a suggested command: relative where it can be, quoted for the shell
     (and, holding a line break or another control character, shown with escapes instead)."""
     import shlex
+    from pathlib import Path
 
     try:
         text = str(path.relative_to(Path.cwd())) or "."
