@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from bundler.registry import ModelRef, Registry
 
 
@@ -77,16 +79,17 @@ def test_register_killed_at_any_moment_leaves_no_half_version(tmp_path):
     assert_every_version_whole(home)
 
 
-def test_corrupted_blob_is_detected_at_save_and_nothing_is_written(tmp_path):
+@pytest.mark.parametrize("padding", [0, 17 << 20], ids=["small", "copied-by-the-kernel"])
+def test_corrupted_blob_is_detected_at_save_and_nothing_is_written(tmp_path, padding):
     (tmp_path / "score.py").write_text("def init():\n    pass\ndef run(raw):\n    return raw\n")
-    (tmp_path / "m.bin").write_bytes(b"the real weights")
+    (tmp_path / "m.bin").write_bytes(b"\0" * padding + b"the real weights")
     home = tmp_path / "home"
     assert bundler("register", "m.bin", "--name", "m", cwd=tmp_path, home=home).returncode == 0
     registry = Registry(home)
     blob = registry.resolve(ModelRef("m")).files[0]
     path = registry.blob_path(blob.sha256)
     os.chmod(path, 0o644)
-    path.write_bytes(b"the real weightz")  # same size, one byte flipped
+    path.write_bytes(b"\0" * padding + b"the real weightz")  # same size, one byte flipped
     saved = bundler("save", "out", "--model", "m", "--entry-script", "score.py", cwd=tmp_path, home=home)
     assert saved.returncode == 1
     assert saved.stderr.count("\n") == 1 and "is corrupt" in saved.stderr and "register the model again" in saved.stderr
@@ -113,3 +116,23 @@ def test_registering_again_repairs_a_corrupt_blob(tmp_path):
         saved = bundler("save", "out", "--model", "m", "--entry-script", "score.py", cwd=tmp_path, home=home)
         assert saved.returncode == 0, saved.stderr
     assert not any((home / "tmp").iterdir())
+
+
+def test_a_large_copy_that_differs_from_the_registry_file_fails_the_save(tmp_path, cli, monkeypatch):
+    """save hashes what it wrote, read back behind the kernel's copy: a copy gone wrong on the
+    way (here one byte changed in the bundle's file) is caught, not shipped."""
+    (tmp_path / "score.py").write_text("def init():\n    pass\ndef run(raw):\n    return raw\n")
+    (tmp_path / "m.bin").write_bytes(os.urandom(17 << 20))
+    monkeypatch.chdir(tmp_path)
+    assert cli("register", "m.bin", "--name", "m").exit_code == 0
+    real_copy = os.copy_file_range
+
+    def copy_one_byte_wrong(source, target, count, offset_src=None, offset_dst=None):
+        copied = real_copy(source, target, count, offset_src, offset_dst)
+        os.pwrite(target, b"\xff" if os.pread(target, 1, offset_dst) != b"\xff" else b"\x00", offset_dst)
+        return copied
+
+    monkeypatch.setattr(os, "copy_file_range", copy_one_byte_wrong)
+    saved = cli("save", "out", "--model", "m", "--entry-script", "score.py")
+    assert saved.exit_code == 1 and "is corrupt" in saved.output
+    assert not (tmp_path / "out").exists()
