@@ -99,28 +99,6 @@ def test_the_access_log_line_says_who_what_status_bytes_time_and_request_id(tmp_
     assert re.search(r'^127\.0\.0\.1 "GET /nowhere HTTP/1\.1" 404 \d+ \d+ms x-request-id=[0-9a-f-]{36}$', log, re.M)
 
 
-def test_two_workers_share_a_burst_of_keep_alive_connections(tmp_path):
-    """A keep-alive connection stays with the worker that accepted it: a burst of them must not
-    all land on one worker while the other idles."""
-    server = start("ours", SCRIPTS / "plain.py", tmp_path, {"BUNDLER_WORKERS": "2"})
-    try:
-        deadline = time.monotonic() + 60
-        while server.log.read_text().count("ready on port") < 2:
-            assert time.monotonic() < deadline, server.log.read_text()
-            time.sleep(0.1)
-        connections = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=30) for _ in range(16)]
-        for connection in connections:
-            connection.connect()  # all open before the first request, as a client pool opens them
-        workers = set()
-        for connection in connections:
-            connection.request("POST", "/score", body=b'{"pid": 1}', headers=JSON)
-            workers.add(json.loads(connection.getresponse().read()))
-            connection.close()
-        assert len(workers) == 2
-    finally:
-        server.stop()
-
-
 def test_each_worker_runs_init_once(tmp_path):
     server = start("ours", SCRIPTS / "plain.py", tmp_path, {"BUNDLER_WORKERS": "2"})
     try:

@@ -20,6 +20,7 @@ import time
 from bundler_runtime.app import Request, ScoringApp, too_large
 
 GONE = object()  # what _body returns for a client that left mid-body
+CLIENT_LEFT = 499  # the access log's status for it, as nginx logs a request its client closed
 
 
 class ASGIAdapter:
@@ -37,8 +38,9 @@ class ASGIAdapter:
             name, value = name.decode("latin-1").lower(), value.decode("latin-1")
             headers[name] = f"{headers[name]},{value}" if name in headers else value
         body = await self._body(headers, receive)
-        if body is GONE:
-            return  # the client left before its body was whole: run() never sees half a request
+        if body is GONE:  # the client left before its body was whole: run() never sees half a request
+            self._log_access(scope, CLIENT_LEFT, 0, [("x-request-id", headers.get("x-request-id", "-"))], started)
+            return
         if body is None:
             status, response_headers, payload = too_large(self.limit)
         else:
@@ -69,22 +71,24 @@ class ASGIAdapter:
 
     def _log_access(self, scope, status, sent, response_headers, started):
         """`127.0.0.1 "POST /score HTTP/1.1" 200 5 0ms x-request-id=ID`, as gunicorn's access
-        log wrote it with this server's format."""
+        log wrote it with this server's format (a `"` inside a field escaped as `\\"`)."""
         client = scope.get("client")
         target = scope.get("raw_path") or scope["path"].encode()
         if scope["query_string"]:
             target += b"?" + scope["query_string"]
         request_id = next((value for name, value in response_headers if name == "x-request-id"), "-")
         line = (
-            f'{client[0] if client else "-"} "{scope["method"]} {target.decode("latin-1")} '
+            f'{client[0] if client else "-"} "{scope["method"]} {_quoted(target.decode("latin-1"))} '
             f'HTTP/{scope["http_version"]}" {status} {sent} {int((time.perf_counter() - started) * 1000)}ms '
-            f"x-request-id={request_id}\n"
+            f"x-request-id={_quoted(request_id)}\n"
         )
         stream = self.access_log or sys.stdout
+        if stream is None:  # started with stdout closed: no log, but the requests are served
+            return
         try:
             stream.write(line)
             stream.flush()
-        except (OSError, ValueError):  # a closed or broken stdout must not fail requests
+        except Exception:  # noqa: BLE001 - a broken log must never fail a request or its connection
             pass
 
     async def _body(self, headers, receive):
@@ -105,3 +109,7 @@ class ASGIAdapter:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return GONE if declared.isdigit() and size < int(declared) else b"".join(chunks)
+
+
+def _quoted(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"') if '"' in text or "\\" in text else text

@@ -121,13 +121,11 @@ class ScoringServer(BaseApplication):
             "worker_class": "asgi",
             "asgi_lifespan": "off",  # the app is ready before the worker accepts (see load)
             "keepalive": 75,  # longer than typical load balancers' idle timeouts
-            # With several workers, each listens on its own SO_REUSEPORT socket and the kernel
-            # spreads new connections over them. On one shared socket the first worker to wake
-            # accepted every connection of a burst, and a keep-alive connection stays where it
-            # was accepted: in one start of four, one worker served all and the other idled.
-            # One worker keeps the master's socket, which holds connections while a crashed
-            # worker is replaced (its own socket would close with it: connection refused).
-            "reuse_port": s.workers > 1,
+            # One listening socket, the master's, for every worker: an idle worker takes the next
+            # connection, and the socket holds connections while crashed workers are replaced.
+            # (SO_REUSEPORT sockets per worker spread a burst of keep-alive connections evenly,
+            # but pin each new connection to one worker, busy or not, refuse connections while
+            # all workers restart, and let a second server share the port unnoticed.)
             # A run() that ignores the scoring timeout (stuck in C code) gets the worker
             # restarted once the heartbeat stops, well after the timeout.
             "timeout": int(s.scoring_timeout) + 30,
