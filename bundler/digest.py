@@ -30,15 +30,13 @@ def copy_hashing(
     source: BinaryIO, target: BinaryIO | None = None, progress=None, unchanging: bool = False
 ) -> tuple[str, int]:
     """Read source to its end (writing each chunk to target, if any); its sha256 and size.
-    `progress(n)` is told of every n bytes done. A large file is copied by the kernel when the
-    target is open for reading too (the hash is then of what was written), or when nothing
-    writes the source meanwhile (`unchanging`: a registry blob, whose hash may be of the source);
-    a user's file may change under a copy, so only hashing what was written names it right."""
-    readable = _readable(target)
-    if target is not None and _kernel_can_copy(source, target) and (unchanging or readable):
+    `progress(n)` is told of every n bytes done. `unchanging`: nothing writes the source
+    meanwhile (a registry blob), so it may be hashed while the kernel copies it; a user's file
+    may change under a copy, so then the target is hashed, which needs it open for reading."""
+    if target is not None and _kernel_can_copy(source, target) and (unchanging or _readable(target)):
         target.flush()
         size = os.fstat(source.fileno()).st_size
-        result = copy_range_hashing(source.fileno(), target.fileno(), size, 0, progress, hash_target=readable)
+        result = copy_range_hashing(source.fileno(), target.fileno(), size, 0, progress, hash_target=not unchanging)
         os.lseek(target.fileno(), size, os.SEEK_SET)  # as a plain write would leave it
         return result
     digest = hashlib.sha256()

@@ -18,7 +18,6 @@ from bundler.errors import OutputError, RegistryError
 from bundler.layout import FileRecord
 
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-_NEW_READABLE_FILE = _NEW_FILE & ~os.O_WRONLY | os.O_RDWR
 
 
 def fill(root_fd: int, entries: tuple[FileEntry, ...], manifest) -> None:
@@ -83,15 +82,12 @@ def _write_entry(folders: _Folders, entry: FileEntry, update=None) -> FileRecord
     if isinstance(content, Generated):
         _write_bytes(folder, name, content.data, entry.mode)
         return FileRecord.of(entry.mode, content.data)
-    # Open for reading too: a large file's hash is then of the bytes written here, read back
-    # behind the kernel's copy, which checks the copy as well as the registry file.
-    new_file = os.open(name, _NEW_READABLE_FILE, 0o600, dir_fd=folder)
-    with _open_source(entry) as src, os.fdopen(new_file, "w+b") as out:
+    with _open_source(entry) as src, os.fdopen(os.open(name, _NEW_FILE, 0o600, dir_fd=folder), "wb") as out:
         sha, size = copy_hashing(src, out, update, unchanging=isinstance(content, RegistryBlob))
         os.fchmod(out.fileno(), entry.mode)
     if isinstance(content, RegistryBlob) and sha != content.sha256:
         raise RegistryError(
-            f"registry file {content.path} for {entry.path} is corrupt or was copied wrong (sha256 {sha[:12]}..., "
+            f"registry file {content.path} for {entry.path} is corrupt (sha256 {sha[:12]}..., "
             f"expected {content.sha256[:12]}...); register the model again"
         )
     return FileRecord(entry.mode, size, sha)
