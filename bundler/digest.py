@@ -1,11 +1,9 @@
 """Streaming sha256, and copying while hashing: memory stays flat whatever the file size.
 
 A large file is copied by the kernel (copy_file_range: no trip through Python, and a reflink
-where the file system shares blocks) while another thread hashes; hashlib releases the GIL on
-large buffers, so both run at once and the copy costs about what the slower of the two costs
-alone. The hash is of the source when nothing can change it (a registry blob), else of the
-target, read back right behind the copy: then it names the bytes stored, whatever a writer
-did to the source meanwhile. A small file takes one read, hash and write.
+where the file system shares blocks) while another thread reads the same source and hashes
+it; hashlib releases the GIL on large buffers, so both run at once and the copy costs about
+what the slower of the two costs alone. A small file takes one read, hash and write.
 """
 
 from __future__ import annotations
@@ -13,7 +11,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import queue
 import threading
 from pathlib import Path
 from typing import BinaryIO
@@ -31,12 +28,12 @@ def copy_hashing(
 ) -> tuple[str, int]:
     """Read source to its end (writing each chunk to target, if any); its sha256 and size.
     `progress(n)` is told of every n bytes done. `unchanging`: nothing writes the source
-    meanwhile (a registry blob), so it may be hashed while the kernel copies it; a user's file
-    may change under a copy, so then the target is hashed, which needs it open for reading."""
-    if target is not None and _kernel_can_copy(source, target) and (unchanging or _readable(target)):
+    meanwhile (a registry blob), so the kernel may copy it while another read hashes it; a
+    user's file may change under a copy, and then only hashing what is written names it right."""
+    if target is not None and unchanging and _kernel_can_copy(source, target):
         target.flush()
         size = os.fstat(source.fileno()).st_size
-        result = copy_range_hashing(source.fileno(), target.fileno(), size, 0, progress, hash_target=not unchanging)
+        result = copy_range_hashing(source.fileno(), target.fileno(), size, 0, progress)
         os.lseek(target.fileno(), size, os.SEEK_SET)  # as a plain write would leave it
         return result
     digest = hashlib.sha256()
@@ -69,14 +66,10 @@ def _kernel_can_copy(source, target) -> bool:
         return False  # not a real file (a pipe, BytesIO): the plain loop
 
 
-def copy_range_hashing(
-    source_fd: int, target_fd: int, size: int, target_offset: int, progress=None, hash_target: bool = False
-):
+def copy_range_hashing(source_fd: int, target_fd: int, size: int, target_offset: int, progress=None):
     """SIZE bytes from the start of source to target at target_offset, copied by the kernel
-    while this thread hashes; (sha256, bytes hashed). Neither file's position moves. The hash
-    is of the source, or with hash_target of each stretch of the target once it is copied."""
+    while this thread hashes the source; (sha256, bytes hashed). Neither file's position moves."""
     failure: list[BaseException] = []
-    copied: queue.SimpleQueue = queue.SimpleQueue()  # offsets copied so far; None: the copy ended
 
     def copy() -> None:
         offset = 0
@@ -88,55 +81,34 @@ def copy_range_hashing(
                     if done == 0:
                         break
                     offset += done
-                    copied.put(offset)
             except OSError:
                 if offset:
                     raise
                 # No kernel copy here (another file system, an old kernel): copy by hand.
                 offset = _copy_by_hand(source_fd, target_fd, size, target_offset)
-                copied.put(offset)
             if offset != size:
                 raise OSError(errno.EIO, f"the source ended after {offset} of {size} bytes")
         except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
             failure.append(exc)
-        finally:
-            copied.put(None)
 
     copier = threading.Thread(target=copy, name="bundler-copy")
     copier.start()
     digest = hashlib.sha256()
     hashed = 0
     try:
-        if hash_target:
-            while (ready := copied.get()) is not None:
-                hashed = _hash_range(digest, target_fd, target_offset, hashed, ready, progress)
-        else:
-            hashed = _hash_range(digest, source_fd, 0, 0, size, progress)
+        while hashed < size:
+            chunk = os.pread(source_fd, min(HASH_CHUNK, size - hashed), hashed)
+            if not chunk:
+                break
+            digest.update(chunk)
+            hashed += len(chunk)
+            if progress is not None:
+                progress(len(chunk))
     finally:
         copier.join()
     if failure:
         raise failure[0]
     return digest.hexdigest(), hashed
-
-
-def _readable(handle) -> bool:
-    try:
-        return handle.readable() if hasattr(handle, "readable") else False
-    except (OSError, ValueError):
-        return False
-
-
-def _hash_range(digest, fd: int, base: int, start: int, end: int, progress) -> int:
-    """Hash bytes start..end of the file (at base + offset); the offset reached (short at its end)."""
-    while start < end:
-        chunk = os.pread(fd, min(HASH_CHUNK, end - start), base + start)
-        if not chunk:
-            break
-        digest.update(chunk)
-        start += len(chunk)
-        if progress is not None:
-            progress(len(chunk))
-    return start
 
 
 def _copy_by_hand(source_fd: int, target_fd: int, size: int, target_offset: int) -> int:

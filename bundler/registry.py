@@ -297,8 +297,7 @@ class Registry:
     def _store_blob(self, path: Path, tmp: Path, update=None) -> tuple[str, int]:
         fd, staged = tempfile.mkstemp(dir=tmp, prefix="blob-")
         try:
-            # Readable too: the kernel copies a large file and the hash is of what it wrote.
-            with os.fdopen(fd, "w+b") as out, open(path, "rb") as src:
+            with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
                 sha, size = copy_hashing(src, out, update)
             final = self.blob_path(sha)
             if final.exists() and _holds(final, sha, size):

@@ -95,58 +95,6 @@ def test_register_streams_large_files_in_chunks(tmp_path, monkeypatch):
     assert sizes and all(0 < s <= CHUNK_SIZE for s in sizes)
 
 
-def test_a_large_file_is_copied_by_the_kernel_and_stored_under_the_hash_of_the_stored_bytes(tmp_path):
-    import os
-
-    from bundler import digest
-
-    big = tmp_path / "big.bin"
-    content = os.urandom(digest.KERNEL_COPY_FROM + 2 * digest.COPY_CHUNK + 7)
-    big.write_bytes(content)
-    registry = Registry(tmp_path / "home")
-    stored = registry.register(big, "big").version.files[0]
-    assert (stored.sha256, stored.size) == (hashlib.sha256(content).hexdigest(), len(content))
-    assert registry.blob_path(stored.sha256).read_bytes() == content
-
-
-def test_a_large_file_written_to_during_register_is_named_by_what_was_stored(tmp_path, monkeypatch):
-    """The kernel copies a user's file while it may change: the hash must be of the copy, or the
-    registry would hold a blob whose name is not its content. Here a writer changes the file's
-    first bytes just after the copy took them, before the hash has read anything."""
-    import os
-    import threading
-
-    from bundler import digest
-
-    big = tmp_path / "big.bin"
-    size = digest.KERNEL_COPY_FROM + 3 * digest.COPY_CHUNK
-    big.write_bytes(os.urandom(size))
-    real_copy, real_pread = os.copy_file_range, os.pread
-    steps, copy_finished = [], threading.Event()
-
-    def copy_then_a_writer_changes_the_head(source, target, count, offset_src=None, offset_dst=None):
-        copied = real_copy(source, target, count, offset_src, offset_dst)
-        steps.append(copied)
-        if offset_src + copied == size:
-            with open(big, "r+b") as writer:
-                writer.write(b"new head" * 100)
-            copy_finished.set()
-        return copied
-
-    def pread_once_the_copy_is_over(fd, count, offset):
-        copy_finished.wait(30)
-        return real_pread(fd, count, offset)
-
-    monkeypatch.setattr(os, "copy_file_range", copy_then_a_writer_changes_the_head)
-    monkeypatch.setattr(os, "pread", pread_once_the_copy_is_over)
-    registry = Registry(tmp_path / "home")
-    stored = registry.register(big, "big").version.files[0]
-    assert len(steps) > 1  # the kernel copied it, step by step
-    blob = registry.blob_path(stored.sha256).read_bytes()
-    assert blob[:8] != b"new head" and big.read_bytes()[:8] == b"new head"
-    assert hashlib.sha256(blob).hexdigest() == stored.sha256 and len(blob) == stored.size
-
-
 @pytest.mark.parametrize("name", ["", "-lead", ".hidden", "a/b", "../up", "x" * 256, "sp ace", "ünï"])
 def test_invalid_names_are_refused(tmp_path, name):
     (tmp_path / "m").write_bytes(b"m")
