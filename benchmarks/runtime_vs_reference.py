@@ -390,18 +390,14 @@ def main() -> None:
             ours, ref = median("bundler", key), median("reference", key)
             if ours is not None:  # no throughput figures with --rounds 0
                 print(f"{label:18}{ours:12.3f}{ref:12.3f}{ours / ref:10.2f}   {target}")
-        ours_each = [r["rps"] for r in results["bundler"] if "rps" in r]
-        ref_each = [r["rps"] for r in results["reference"] if "rps" in r]
-        if ours_each:
-            ratios = [round(o / r, 2) for o, r in zip(ours_each, ref_each)]
-            p99s = [
-                round(o["p99"] / r["p99"], 2)
-                for o, r in zip(*([r for r in results[k] if "rps" in r] for k in ("bundler", "reference")))
-            ]
-            cpus = [
-                round(o["server_cpu_us"] / r["server_cpu_us"], 2)
-                for o, r in zip(*([r for r in results[k] if "rps" in r] for k in ("bundler", "reference")))
-            ]
+        # The loaded rounds, ours and the reference's side by side (cold starts alone carry no load).
+        rounds = list(zip(*([r for r in results[kind] if "rps" in r] for kind in ("bundler", "reference"))))
+
+        def each_round(key: str) -> list[float]:
+            return [round(ours[key] / ref[key], 2) for ours, ref in rounds]
+
+        if rounds:
+            ratios, p99s, cpus = each_round("rps"), each_round("p99"), each_round("server_cpu_us")
             print(
                 f"{'each round':18} requests/s ratio {ratios} (min {min(ratios)}), p99 ratio {p99s} (max {max(p99s)}), "
                 f"server CPU/req ratio {cpus} (max {max(cpus)})"
@@ -410,7 +406,7 @@ def main() -> None:
             noop_rps = statistics.median(r["rps"] for r in results["noop"])
             ours = median("bundler", "rps")
             print(f"{'no-op floor rps':18}{ours:12.1f}{noop_rps:12.1f}{ours / noop_rps:10.2f}   >= 0.85 (ours / no-op)")
-        if results["noop"] and ours_each:
+        if results["noop"] and rounds:
             # What stops the 85% target: the server's own cost is already below run()'s own.
             alone = run_alone_us(app, work / "init-alone")
             noop_cpu = statistics.median(r["server_cpu_us"] for r in results["noop"])

@@ -39,7 +39,7 @@ class ASGIAdapter:
             headers[name] = f"{headers[name]},{value}" if name in headers else value
         body = await self._body(headers, receive)
         if body is GONE:  # the client left before its body was whole: run() never sees half a request
-            self._log_access(scope, CLIENT_LEFT, 0, [("x-request-id", headers.get("x-request-id", "-"))], started)
+            self._log_access(scope, CLIENT_LEFT, 0, headers.get("x-request-id", "-"), started)
             return
         if body is None:
             status, response_headers, payload = too_large(self.limit)
@@ -56,7 +56,8 @@ class ASGIAdapter:
         )
         sent = b"" if scope["method"] == "HEAD" else payload
         await send({"type": "http.response.body", "body": sent})
-        self._log_access(scope, status, len(sent), response_headers, started)
+        request_id = next((value for name, value in response_headers if name == "x-request-id"), "-")
+        self._log_access(scope, status, len(sent), request_id, started)
 
     def _handle_outside_the_event_loop(self, request):
         """run() is synchronous code, as on the reference's sync workers: inside it no event
@@ -69,14 +70,13 @@ class ASGIAdapter:
             asyncio._set_running_loop(loop)
             asyncio.set_event_loop(loop)  # asyncio.run() leaves no current loop behind
 
-    def _log_access(self, scope, status, sent, response_headers, started):
+    def _log_access(self, scope, status, sent, request_id, started):
         """`127.0.0.1 "POST /score HTTP/1.1" 200 5 0ms x-request-id=ID`, as gunicorn's access
         log wrote it with this server's format (a `"` inside a field escaped as `\\"`)."""
         client = scope.get("client")
         target = scope.get("raw_path") or scope["path"].encode()
         if scope["query_string"]:
             target += b"?" + scope["query_string"]
-        request_id = next((value for name, value in response_headers if name == "x-request-id"), "-")
         line = (
             f'{client[0] if client else "-"} "{scope["method"]} {_quoted(target.decode("latin-1"))} '
             f'HTTP/{scope["http_version"]}" {status} {sent} {int((time.perf_counter() - started) * 1000)}ms '
