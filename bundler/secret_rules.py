@@ -106,12 +106,24 @@ AWS_NEARBY_LINES = 5  # a key id counts only with a secret this close: alone, it
 def _name_spec():
     import pathspec  # lazy: only commands that look at files need it
 
-    return pathspec.GitIgnoreSpec.from_lines(NAME_RULES)
+    spec = pathspec.GitIgnoreSpec.from_lines(NAME_RULES)
+    # pathspec tries the rules one by one (54 regex searches per file, half of a model
+    # folder's walk); almost no file matches any, and when none that marks a secret matches,
+    # no order of rules can make it one. So one search of them all first, the rules after.
+    marking = [_unnamed_groups(p.regex.pattern) for p in spec.patterns if p.include and p.regex is not None]
+    return spec, re.compile("|".join(f"(?:{pattern})" for pattern in marking))
+
+
+def _unnamed_groups(pattern: str) -> str:
+    """The same regex without group names: the rules share names, which one regex cannot."""
+    return re.sub(r"\(\?P<\w+>", "(?:", pattern)
 
 
 def is_secret_name(rel: str) -> bool:
     """Whether a POSIX path relative to a walked folder (folders end in /) is named like a secret."""
-    return _name_spec().match_file(rel.lower())
+    spec, any_marking_rule = _name_spec()
+    rel = rel.lower()
+    return any_marking_rule.search(rel) is not None and spec.match_file(rel)
 
 
 def is_allowed(path: Path, allowed: frozenset[Path]) -> bool:

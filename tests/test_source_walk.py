@@ -236,3 +236,25 @@ def test_a_file_reached_through_a_linked_folder_is_judged_where_it_really_is(tmp
     selection = sources.select(tmp_path / "src")
     assert [f.path for f in selection.files] == ["ok.py"]
     assert selection.skipped_secrets == (".docker/config.json", "dockercfg/config.json")
+
+
+def test_the_quick_secret_name_check_agrees_with_the_rules_in_order():
+    """is_secret_name searches all the marking rules at once before pathspec reads them in
+    order; over names made from every rule (as file, as folder, nested, with a negation's
+    exceptions), both must say the same."""
+    import pathspec
+
+    from bundler import secret_rules
+
+    ordered = pathspec.GitIgnoreSpec.from_lines(secret_rules.NAME_RULES)
+    stems = {rule.lstrip("!").replace("**/", "").replace("*", "x").rstrip("/") for rule in secret_rules.NAME_RULES}
+    stems |= {"model.bin", "config.json", "credentials_store.py", "environment", "keys", "my.pem.txt", "Kubeconfig"}
+    names = set()
+    for stem in stems:
+        for shape in ("{}", "{}/", "a/{}", "a/b/{}/", "{}/inner.txt", "a/{}/inner/", "{}.bak", "x{}"):
+            names.add(shape.format(stem))
+    assert len(names) > 400
+    disagree = [name for name in sorted(names) if secret_rules.is_secret_name(name) != ordered.match_file(name.lower())]
+    assert disagree == []
+    marked = [name for name in names if secret_rules.is_secret_name(name)]
+    assert len(marked) > 100 and "credentials/" not in marked and "a/credentials" in marked
