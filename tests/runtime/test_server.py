@@ -270,3 +270,54 @@ def test_a_body_cut_short_by_the_client_never_reaches_run(tmp_path):
         assert (tmp_path / "calls.log").read_text() == '{"record": "whole"}\n'
     finally:
         server.stop()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass  # gone meanwhile
+    return found
+
+
+def test_a_burst_of_keep_alive_connections_is_shared_by_the_workers(tmp_path):
+    """Connections that arrive together (a load balancer opening its pool) go to every idle
+    worker, not all to the first one awake. With both workers stopped while 16 connections
+    queue up, then woken one after the other, asyncio's own accepting (up to 100 a look) gave
+    all 16 to the first."""
+    server = start("ours", SCRIPTS / "plain.py", tmp_path, {"BUNDLER_WORKERS": "2"})
+    body = b'{"pid_after": 0.02}'
+    request = b"POST /score HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+    try:
+        for _ in range(100):
+            if server.log.read_text().count("ready on port") == 2:
+                break
+            time.sleep(0.1)
+        workers = _children(server.process.pid)
+        assert len(workers) == 2
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            connections = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(16)]
+            for connection in connections:
+                connection.sendall(request % (len(body), body))
+        finally:  # one awake first, as when the other is still busy or not yet scheduled
+            os.kill(workers[0], signal.SIGCONT)
+            time.sleep(0.05)
+            os.kill(workers[1], signal.SIGCONT)
+        answered_by = []
+        for connection in connections:
+            response = http.client.HTTPResponse(connection)
+            response.begin()
+            assert response.status == 200 and response.getheader("Connection", "").lower() != "close"
+            answered_by.append(int(response.read()))
+            connection.close()
+    finally:
+        server.stop()
+    shares = sorted(answered_by.count(pid) for pid in workers)
+    assert sum(shares) == 16 and shares[0] >= 4, f"requests per worker: {shares}"
