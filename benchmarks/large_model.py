@@ -3,8 +3,9 @@
     python benchmarks/large_model.py [--sizes 64,512] [--runs 3]
 
 For each model size (MiB of random bytes), in one run and alternating with the references:
-- `bundler register` against `cp` of the same file, and `cp` + `sync FILE` (register makes
-  its copy durable: a copy that survives a crash is the fair reference);
+- `bundler register` against `cp` of the same file, `cp` + `sync FILE` (register makes
+  its copy durable: a copy that survives a crash is the fair reference), and hashing the
+  file once (register names the file by its sha256: no register can take less);
 - `bundler save` against `cp`, and against hashing the file once (the floor for a copy that
   checks every byte: on a CPU without SHA extensions, hashing is slower than copying);
 - `bundler pack` (.tar) against `tar cf` of the same bundle folder;
@@ -106,9 +107,11 @@ def main() -> None:
                 ref_durable = measured(
                     ["sh", "-c", "rm -f copy.bin && cp model.bin copy.bin && sync copy.bin"], work, env
                 )
+                ref_floor = measured([sys.executable, "-c", HASH_ONCE, "model.bin"], work, env)
                 ours = measured([*bundler, "register", "model.bin", "--name", "big"], work, env)
                 record("register", "cp", ours, ref_copy)
                 record("register", "cp+sync", ours, ref_durable)
+                record("register", "hash once", ours, ref_floor)
                 out = f"out{run}"
                 ref_copy = measured(["cp", "model.bin", "copy.bin"], work, env)
                 ref_floor = measured([sys.executable, "-c", HASH_ONCE, "model.bin"], work, env)
@@ -144,6 +147,8 @@ def small_files(bundler, count: int, runs: int, where: str | None) -> None:
         (work / "shards").mkdir()
         for i in range(count):
             (work / "shards" / f"shard-{i:05d}.bin").write_bytes(os.urandom(2048 + i % 4096))
+        (work / "one").mkdir()
+        (work / "one" / "shard-00000.bin").write_bytes(os.urandom(2048))
         rows: dict[tuple[str, str], dict[str, list]] = {}
         for _ in range(runs):
             shutil.rmtree(work / "home", ignore_errors=True)
@@ -154,8 +159,25 @@ def small_files(bundler, count: int, runs: int, where: str | None) -> None:
             ours = measured([*bundler, "register", "shards", "--name", "shards"], work, env)
             add_row(rows, f"{count} files", "cp -r", ours, ref)
             add_row(rows, f"{count} files", "cp -r+sync", ours, durable)
+            # One file: each command's start-up, so what a file costs beyond it shows.
+            shutil.rmtree(work / "copy")
+            one_ref = measured(["sh", "-c", "cp -r one copy && sync -f copy"], work, env)
+            one = measured([*bundler, "register", "one", "--name", "one"], work, env)
+            add_row(rows, "1 file", "cp -r+sync", one, one_ref)
         print(f"in {work.parent}:")
         print_rows(rows, f"{'':>5}")
+        per_file = {
+            name: (
+                statistics.median(rows[(f"{count} files", "cp -r+sync")][name])
+                - statistics.median(rows[("1 file", "cp -r+sync")][name])
+            )
+            / (count - 1)
+            * 1e6
+            for name in ("ours", "ref")
+        }
+        print(
+            f"{'':>5} per file beyond the first: bundler {per_file['ours']:.0f} us, cp -r+sync {per_file['ref']:.0f} us"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
