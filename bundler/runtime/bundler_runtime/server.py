@@ -118,12 +118,11 @@ class ScoringServer(BaseApplication):
         options = {
             "bind": [f"{s.host}:{s.port}"],
             "workers": s.workers,
-            "worker_class": "bundler_runtime.worker.ScoringWorker",  # gunicorn's asyncio worker, fairer
+            "worker_class": "asgi",
             "asgi_lifespan": "off",  # the app is ready before the worker accepts (see load)
             "keepalive": 75,  # longer than typical load balancers' idle timeouts
             # One listening socket, the master's, for every worker: an idle worker takes the next
-            # connection (one per look: worker.py), and the socket holds connections while
-            # crashed workers are replaced.
+            # connection, and the socket holds connections while crashed workers are replaced.
             # (SO_REUSEPORT sockets per worker spread a burst of keep-alive connections evenly,
             # but pin each new connection to one worker, busy or not, refuse connections while
             # all workers restart, and let a second server share the port unnoticed.)

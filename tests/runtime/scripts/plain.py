@@ -30,9 +30,6 @@ def run(raw_data):
     if "sleep" in data:
         time.sleep(data["sleep"])
         return "slept"
-    if "pid_after" in data:
-        time.sleep(data["pid_after"])
-        return os.getpid()  # which worker answered
     if "sleep_or_fallback" in data:
         try:
             time.sleep(data["sleep_or_fallback"])
