@@ -3,6 +3,7 @@ worker count, health check, and no writes outside /tmp."""
 
 from __future__ import annotations
 
+import errno
 import http.client
 import json
 import os
@@ -270,3 +271,63 @@ def test_a_body_cut_short_by_the_client_never_reaches_run(tmp_path):
         assert (tmp_path / "calls.log").read_text() == '{"record": "whole"}\n'
     finally:
         server.stop()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass  # gone meanwhile
+    return found
+
+
+def test_a_burst_of_connections_waits_in_the_listening_queue_gunicorn_configured(tmp_path):
+    """asyncio's create_server shortened the listening queue to 100: while the worker was busy,
+    the 101st connection of a burst was dropped and its client retried a second later. With
+    the worker stopped, 300 connections must all be queued by the kernel, then all answered."""
+    import selectors
+
+    server = start("ours", SCRIPTS / "plain.py", tmp_path)
+    body = b'{"string": "ok"}'
+    request = b"POST /score HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nConnection: close\r\n"
+    request += b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    selector = selectors.DefaultSelector()
+    (worker,) = _children(server.process.pid)
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        for _ in range(300):
+            connection = socket.socket()
+            connection.setblocking(False)
+            assert connection.connect_ex(("127.0.0.1", server.port)) in (0, errno.EINPROGRESS)
+            selector.register(connection, selectors.EVENT_WRITE)
+        queued = []
+        deadline = time.monotonic() + 0.8  # before a dropped connection's client tries again (1 s)
+        while selector.get_map() and time.monotonic() < deadline:
+            for key, _ in selector.select(0.05):
+                selector.unregister(key.fileobj)
+                if key.fileobj.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                    queued.append(key.fileobj)
+        assert len(queued) == 300, f"the kernel queued {len(queued)} of 300 connections"
+    finally:
+        os.kill(worker, signal.SIGCONT)
+        for key in list(selector.get_map().values()):
+            key.fileobj.close()
+    try:
+        for connection in queued:
+            connection.setblocking(True)
+            connection.settimeout(30)
+            connection.sendall(request)
+        answers = []
+        for connection in queued:
+            response = http.client.HTTPResponse(connection)
+            response.begin()
+            answers.append((response.status, response.read()))
+            connection.close()
+    finally:
+        server.stop()
+    assert answers == [(200, b'"ok"')] * 300

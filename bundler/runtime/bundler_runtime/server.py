@@ -118,7 +118,7 @@ class ScoringServer(BaseApplication):
         options = {
             "bind": [f"{s.host}:{s.port}"],
             "workers": s.workers,
-            "worker_class": "asgi",
+            "worker_class": "bundler_runtime.worker.ScoringWorker",  # gunicorn's asyncio worker
             "asgi_lifespan": "off",  # the app is ready before the worker accepts (see load)
             "keepalive": 75,  # longer than typical load balancers' idle timeouts
             # One listening socket, the master's, for every worker: an idle worker takes the next
