@@ -1,14 +1,17 @@
 """Streaming sha256, and copying while hashing: memory stays flat whatever the file size.
 
-A large file is copied by the kernel (copy_file_range: no trip through Python, and a reflink
-where the file system shares blocks) while another thread reads the same source and hashes
-it; hashlib releases the GIL on large buffers, so both run at once and the copy costs about
+A large file that nothing writes meanwhile (a registry blob) is copied by the kernel
+(copy_file_range: no trip through Python, and a reflink where the file system shares blocks)
+while another thread reads the same source and hashes it; a large file that may change (a
+user's, on register) is read once, each chunk hashed while another thread writes it. hashlib
+and write() release the GIL on large buffers, so both run at once and the copy costs about
 what the slower of the two costs alone. A small file takes one read, hash and write.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import os
 import threading
@@ -36,6 +39,8 @@ def copy_hashing(
         result = copy_range_hashing(source.fileno(), target.fileno(), size, 0, progress)
         os.lseek(target.fileno(), size, os.SEEK_SET)  # as a plain write would leave it
         return result
+    if target is not None and _is_large(source) and target.seekable():
+        return _copy_hashing_overlapped(source, target, progress)
     digest = hashlib.sha256()
     size = 0
     chunk_size = HASH_CHUNK if target is None else CHUNK_SIZE
@@ -47,6 +52,70 @@ def copy_hashing(
         if progress is not None:
             progress(len(chunk))
     return digest.hexdigest(), size
+
+
+def _copy_hashing_overlapped(source: BinaryIO, target: BinaryIO, progress=None) -> tuple[str, int]:
+    """The plain loop, with each chunk written by a second thread while this one hashes it:
+    write() and hashlib both let go of the GIL, so the copy costs about what hashing alone
+    does. What is hashed is what is written, whatever the source does meanwhile. Each chunk's
+    trip to the disk starts as soon as it is written: 2 GiB left dirty in memory slowed the
+    writes themselves, and then the caller's sync waited for all of it. Registering 2 GiB,
+    alternating here: 2.0-2.1 s, against 2.6-3.1 s for the plain loop and 1.5-2.4 s for
+    cp + sync (without the early start the overlapped copy and sync took 3.0-5.4 s)."""
+    from concurrent.futures import ThreadPoolExecutor  # lazy: it brings logging, and only large copies need it
+
+    target.flush()
+    start_writeback = _writeback_starter()
+    source_fd, target_fd = source.fileno(), target.fileno()
+    start, at = source.tell(), target.tell()
+
+    def write(chunk: bytes, offset: int) -> None:
+        view = memoryview(chunk)
+        while view:
+            written = os.pwrite(target_fd, view, offset)
+            view, offset = view[written:], offset + written
+        start_writeback(target_fd, offset - len(chunk), len(chunk))
+
+    digest = hashlib.sha256()
+    size = 0
+    with ThreadPoolExecutor(1, thread_name_prefix="bundler-write") as writer:
+        writing = None
+        # Straight on the descriptors: through Python's buffered files the same copy took 1.8-2.6 s, not 1.45.
+        while chunk := os.pread(source_fd, CHUNK_SIZE, start + size):
+            if writing is not None:
+                writing.result()  # one chunk in flight: memory stays at two chunks
+            writing = writer.submit(write, chunk, at + size)
+            digest.update(chunk)
+            size += len(chunk)
+            if progress is not None:
+                progress(len(chunk))
+        if writing is not None:
+            writing.result()
+    source.seek(start + size)
+    target.seek(at + size)  # where the plain loop leaves both
+    return digest.hexdigest(), size
+
+
+@functools.lru_cache(maxsize=1)
+def _writeback_starter():
+    """sync_file_range(SYNC_FILE_RANGE_WRITE) where the C library has it (Linux): start writing
+    a range to the disk without waiting for it; elsewhere nothing (the caller's sync does it all)."""
+    try:
+        import ctypes
+
+        sync_file_range = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return lambda fd, offset, length: None
+    sync_file_range.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    write_only = 2  # SYNC_FILE_RANGE_WRITE: a hint, so its failure (a pipe, an odd file system) is ignored
+    return lambda fd, offset, length: sync_file_range(fd, offset, length, write_only)
+
+
+def _is_large(source) -> bool:
+    try:
+        return os.fstat(source.fileno()).st_size >= KERNEL_COPY_FROM
+    except (OSError, AttributeError, ValueError):
+        return False  # not a real file (a pipe, BytesIO): the plain loop
 
 
 def sha256_file(path: Path, progress=None) -> tuple[str, int]:
