@@ -13,7 +13,9 @@ from __future__ import annotations
 import errno
 import functools
 import hashlib
+import io
 import os
+import stat
 import threading
 from pathlib import Path
 from typing import BinaryIO
@@ -104,7 +106,7 @@ def _writeback_starter():
         import ctypes
 
         sync_file_range = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):
+    except (ImportError, OSError, AttributeError, TypeError):  # a Python without ctypes, not Linux
         return lambda fd, offset, length: None
     sync_file_range.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
     write_only = 2  # SYNC_FILE_RANGE_WRITE: a hint, so its failure (a pipe, an odd file system) is ignored
@@ -112,10 +114,15 @@ def _writeback_starter():
 
 
 def _is_large(source) -> bool:
+    """A large file read as it is on disk: not a pipe or a BytesIO, nor an object whose
+    descriptor is not what it reads (a GzipFile's is the compressed file's)."""
+    if not isinstance(getattr(source, "raw", source), io.FileIO):
+        return False
     try:
-        return os.fstat(source.fileno()).st_size >= KERNEL_COPY_FROM
-    except (OSError, AttributeError, ValueError):
-        return False  # not a real file (a pipe, BytesIO): the plain loop
+        status = os.fstat(source.fileno())
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISREG(status.st_mode) and status.st_size >= KERNEL_COPY_FROM
 
 
 def sha256_file(path: Path, progress=None) -> tuple[str, int]:

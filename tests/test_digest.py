@@ -60,3 +60,17 @@ def test_a_failed_write_is_raised_not_lost(tmp_path):
     with open(tmp_path / "source", "rb") as source, open("/dev/full", "wb") as full, pytest.raises(OSError) as failed:
         digest.copy_hashing(source, full)
     assert failed.value.errno == 28  # ENOSPC
+
+
+def test_a_compressed_file_is_copied_as_it_reads_not_as_its_descriptor_holds(tmp_path):
+    """A GzipFile's descriptor is the compressed file's: copying by descriptor would copy that."""
+    import gzip
+
+    content = os.urandom(LARGE // 2) * 2  # compresses a little, stays large
+    with gzip.open(tmp_path / "source.gz", "wb", compresslevel=1) as packed:
+        packed.write(content)
+    assert (tmp_path / "source.gz").stat().st_size >= digest.KERNEL_COPY_FROM
+    with gzip.open(tmp_path / "source.gz", "rb") as source, open(tmp_path / "target", "wb") as target:
+        sha, size = digest.copy_hashing(source, target)
+    assert (sha, size) == (hashlib.sha256(content).hexdigest(), len(content))
+    assert (tmp_path / "target").read_bytes() == content

@@ -272,7 +272,7 @@ def _copy_files(registry, model, target: Path) -> None:
         destination.parent.mkdir(parents=True, exist_ok=True)
         staged = destination.with_name(f".{destination.name}.partial")
         with open(registry.blob_path(f.sha256), "rb") as source, open(staged, "wb") as out:
-            sha, _ = copy_hashing(source, out)
+            sha, _ = copy_hashing(source, out, unchanging=True)  # a registry blob: the kernel may copy it
         if sha != f.sha256:
             staged.unlink()
             raise UserErrorException(
