@@ -72,11 +72,8 @@ def _copy_hashing_overlapped(source: BinaryIO, target: BinaryIO, progress=None) 
     start, at = source.tell(), target.tell()
 
     def write(chunk: bytes, offset: int) -> None:
-        view = memoryview(chunk)
-        while view:
-            written = os.pwrite(target_fd, view, offset)
-            view, offset = view[written:], offset + written
-        start_writeback(target_fd, offset - len(chunk), len(chunk))
+        _pwrite_all(target_fd, chunk, offset)
+        start_writeback(target_fd, offset, len(chunk))
 
     digest = hashlib.sha256()
     size = 0
@@ -193,8 +190,14 @@ def _copy_by_hand(source_fd: int, target_fd: int, size: int, target_offset: int)
         chunk = os.pread(source_fd, min(CHUNK_SIZE * 4, size - offset), offset)
         if not chunk:
             break
-        view = memoryview(chunk)
-        while view:
-            written = os.pwrite(target_fd, view, target_offset + offset)
-            view, offset = view[written:], offset + written
+        _pwrite_all(target_fd, chunk, target_offset + offset)
+        offset += len(chunk)
     return offset
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    """All of data at offset (pwrite may write less than it is given)."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import threading
@@ -73,4 +74,20 @@ def test_a_compressed_file_is_copied_as_it_reads_not_as_its_descriptor_holds(tmp
     with gzip.open(tmp_path / "source.gz", "rb") as source, open(tmp_path / "target", "wb") as target:
         sha, size = digest.copy_hashing(source, target)
     assert (sha, size) == (hashlib.sha256(content).hexdigest(), len(content))
+    assert (tmp_path / "target").read_bytes() == content
+
+
+def test_where_the_kernel_cannot_copy_a_blob_it_is_copied_by_hand(tmp_path, monkeypatch):
+    """copy_file_range refused (another file system, an old kernel): the same bytes and hash."""
+    content = os.urandom(LARGE)
+    (tmp_path / "blob").write_bytes(content)
+
+    def refused(*args):
+        raise OSError(errno.ENOSYS, "not here")
+
+    monkeypatch.setattr(os, "copy_file_range", refused)
+    with open(tmp_path / "blob", "rb") as source, open(tmp_path / "target", "wb") as target:
+        sha, size = digest.copy_hashing(source, target, unchanging=True)
+        assert target.tell() == LARGE
+    assert (sha, size) == (hashlib.sha256(content).hexdigest(), LARGE)
     assert (tmp_path / "target").read_bytes() == content
