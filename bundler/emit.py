@@ -138,18 +138,20 @@ class Staging:
 
 
 def _discard_old_bundle(parent_fd: int, name: str, dest: Path) -> None:
-    """The new bundle is in place; its predecessor, now at `name`, goes (unless a concurrent
-    save is already removing it, as a leftover). If it cannot, say exactly that (not
-    "nothing was changed"), naming both."""
+    """The new bundle is in place; its predecessor, now at `name`, goes. Its lock may be held
+    for a moment: by the save that had just put it in place and is letting go of it, or by
+    another save removing it as a leftover. Either way this waits for the lock instead of
+    leaving it to the other (a save that is letting go removes nothing). If it cannot be
+    removed, say exactly that (not "nothing was changed"), naming both."""
     try:
         fd = os.open(name, leftovers.DIR_FLAGS, dir_fd=parent_fd)
     except FileNotFoundError:
         return  # another save took it for a leftover and removed it
     try:
-        if leftovers.lock(fd):  # else another save is removing it, as a leftover
-            leftovers.remove_tree(parent_fd, name, expected=os.fstat(fd))
+        leftovers.lock(fd, wait=True)
+        leftovers.remove_tree(parent_fd, name, expected=os.fstat(fd))
     except FileNotFoundError:
-        pass
+        pass  # the other holder was removing it, and did
     except OSError as exc:
         raise OutputError(
             f"the bundle is saved to {dest}, but its old copy {dest.parent / name} cannot be removed "
@@ -160,23 +162,43 @@ def _discard_old_bundle(parent_fd: int, name: str, dest: Path) -> None:
 
 
 def _swap_into_place(staging: Staging, dest: Path, parent_fd: int) -> None:
-    if dest.is_dir() and not any(dest.iterdir()):
-        dest.rmdir()
-    if not dest.exists():
-        os.rename(staging.name, dest.name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+    """Put the staging folder at dest: one rename where dest is missing or an empty folder,
+    else an atomic exchange with the bundle there. No look at dest beforehand decides which:
+    concurrent saves exchange dest under a look (an old bundle being emptied reads as empty)."""
+    while True:
+        try:
+            os.rename(staging.name, dest.name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+            staging.in_place()
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+        try:
+            exchanged = _exchange(staging.path, dest)
+        except FileNotFoundError:
+            continue  # a save without the exchange had moved dest aside for an instant
+        if exchanged:
+            staging.in_place()
+            _discard_old_bundle(parent_fd, staging.name, dest)  # the staging name now holds the old bundle
+            return
+        # No atomic exchange here: move the old bundle aside under a staging name, so a kill
+        # between the two renames leaves it where the next save finds and clears it.
+        old = f"{staging.name}-old"
+        try:
+            os.rename(dest.name, old, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+        except FileNotFoundError:
+            continue
+        try:
+            os.rename(staging.name, dest.name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            # another save put its bundle there in between: this one's old bundle still goes
+            _discard_old_bundle(parent_fd, old, dest)
+            continue
         staging.in_place()
+        _discard_old_bundle(parent_fd, old, dest)
         return
-    if _exchange(staging.path, dest):
-        staging.in_place()
-        _discard_old_bundle(parent_fd, staging.name, dest)  # the staging name now holds the old bundle
-        return
-    # No atomic exchange here: move the old bundle aside under a staging name, so a kill
-    # between the two renames leaves it where the next save finds and clears it.
-    old = f"{staging.name}-old"
-    os.rename(dest.name, old, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
-    os.rename(staging.name, dest.name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
-    staging.in_place()
-    _discard_old_bundle(parent_fd, old, dest)
 
 
 def _exchange(a: Path, b: Path) -> bool:

@@ -20,10 +20,11 @@ DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def lock(fd: int) -> bool:
-    """Take the exclusive lock on an open file or folder; False when a live process holds it."""
+def lock(fd: int, wait: bool = False) -> bool:
+    """Take the exclusive lock on an open file or folder; False when a live process holds it
+    (with wait, block until it lets go instead)."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True
     except BlockingIOError:
         return False

@@ -304,6 +304,37 @@ def test_concurrent_saves_to_one_folder_all_succeed_and_leave_one_bundle(project
     assert cli("verify", "out").exit_code == 0 and not [p for p in project.iterdir() if ".bundler-tmp" in p.name]
 
 
+def test_an_old_bundle_still_locked_by_the_save_that_placed_it_is_removed_once_let_go(project, cli):
+    """A save that exchanges out a bundle another save has just placed (and whose lock that
+    save has not yet let go) used to leave it to that save, which removes nothing: a leftover."""
+    import threading
+
+    assert save(cli).exit_code == 0
+    fd = os.open(project / "out", os.O_RDONLY | os.O_DIRECTORY)
+    assert leftovers.lock(fd)  # as the save that placed it holds it for an instant
+    threading.Timer(0.3, os.close, [fd]).start()
+    assert save(cli).exit_code == 0
+    assert not [p.name for p in project.iterdir() if ".bundler-tmp" in p.name]
+    assert cli("verify", "out").exit_code == 0
+
+
+def test_without_the_atomic_exchange_a_save_still_replaces_the_bundle_and_leaves_nothing(project, cli, monkeypatch):
+    monkeypatch.setattr(emit, "_exchange", lambda a, b: False)  # a kernel or file system without renameat2
+    assert save(cli).exit_code == 0
+    (project / "score.py").write_text(GOOD_SCRIPT + "# changed\n")
+    assert save(cli).exit_code == 0
+    assert "# changed" in (project / "out" / "azureml-app" / "score.py").read_text()
+    assert not [p.name for p in project.iterdir() if ".bundler-tmp" in p.name]
+    assert cli("verify", "out").exit_code == 0
+
+
+def test_a_save_to_an_empty_folder_fills_it_and_one_to_a_bundle_replaces_it(project, cli):
+    (project / "out").mkdir()
+    assert save(cli).exit_code == 0 and (project / "out" / "bundle.json").is_file()
+    assert save(cli).exit_code == 0 and cli("verify", "out").exit_code == 0
+    assert not [p.name for p in project.iterdir() if ".bundler-tmp" in p.name]
+
+
 def test_concurrent_saves_to_a_mount_point_leave_one_whole_bundle(project, cli, mount_point):
     assert save(cli, str(mount_point)).exit_code == 0
     assert _parallel_saves(project, str(mount_point)) == []  # each one saves, or says another is saving
