@@ -44,12 +44,26 @@ def check_destination(dest: Path, force: bool) -> None:
             f"{dest} is a non-empty folder that is not a bundle (no {layout.MANIFEST}); "
             "bundler will not replace it: choose an empty or new output folder"
         )
-    report = verify.check(dest)
+    report = _check_settled(dest)
     if not report.ok and not force:
         raise OutputError(
             f"{dest} has hand edits that saving would lose ({report.summary()}); "
             "move them into a Dockerfile template or rerun with --force to discard them"
         )
+
+
+def _check_settled(dest: Path) -> verify.Report:
+    """verify.check of the bundle at dest, read again when a concurrent save replaced it
+    during the reading: the files of a bundle being removed would read as hand edits."""
+    for _ in range(10):
+        try:
+            before = os.stat(dest, follow_symlinks=False)
+            report = verify.check(dest)
+            if report.ok or leftovers.same(before, os.stat(dest, follow_symlinks=False)):
+                return report
+        except FileNotFoundError:
+            pass  # moved aside for an instant by a save without the atomic exchange
+    return verify.check(dest)
 
 
 def staging_prefix(dest: Path) -> str:

@@ -318,6 +318,28 @@ def test_an_old_bundle_still_locked_by_the_save_that_placed_it_is_removed_once_l
     assert cli("verify", "out").exit_code == 0
 
 
+def test_a_bundle_replaced_by_another_save_while_it_is_checked_is_checked_again(project, cli, monkeypatch):
+    """The bundle a save is about to replace is read file by file; when a concurrent save
+    exchanges it out and removes it meanwhile, the files read missing: not hand edits."""
+    assert save(cli).exit_code == 0
+    real_check, calls = emit.verify.check, []
+
+    def torn_read(dest):
+        calls.append(dest)
+        if len(calls) > 1:
+            return real_check(dest)
+        aside = project / "aside"
+        os.rename(dest, aside)  # another save puts a new bundle at dest ...
+        shutil.copytree(aside, dest)
+        (aside / "Dockerfile").unlink()  # ... and removes the old one under this read
+        return real_check(aside)
+
+    monkeypatch.setattr(emit.verify, "check", torn_read)
+    assert save(cli).exit_code == 0 and len(calls) == 2
+    (project / "out" / "Dockerfile").write_text("edited\n")
+    assert "hand edits" in one_error_line(save(cli))  # a real edit is still refused
+
+
 def test_without_the_atomic_exchange_a_save_still_replaces_the_bundle_and_leaves_nothing(project, cli, monkeypatch):
     monkeypatch.setattr(emit, "_exchange", lambda a, b: False)  # a kernel or file system without renameat2
     assert save(cli).exit_code == 0
