@@ -11,7 +11,6 @@ what the slower of the two costs alone. A small file takes one read, hash and wr
 from __future__ import annotations
 
 import errno
-import functools
 import hashlib
 import io
 import os
@@ -19,6 +18,8 @@ import stat
 import threading
 from pathlib import Path
 from typing import BinaryIO
+
+from bundler import syscalls
 
 CHUNK_SIZE = 1 << 20
 HASH_CHUNK = 4 << 20
@@ -67,13 +68,12 @@ def _copy_hashing_overlapped(source: BinaryIO, target: BinaryIO, progress=None) 
     from concurrent.futures import ThreadPoolExecutor  # lazy: it brings logging, and only large copies need it
 
     target.flush()
-    start_writeback = _writeback_starter()
     source_fd, target_fd = source.fileno(), target.fileno()
     start, at = source.tell(), target.tell()
 
     def write(chunk: bytes, offset: int) -> None:
         _pwrite_all(target_fd, chunk, offset)
-        start_writeback(target_fd, offset, len(chunk))
+        syscalls.start_writeback(target_fd, offset, len(chunk))
 
     digest = hashlib.sha256()
     size = 0
@@ -93,21 +93,6 @@ def _copy_hashing_overlapped(source: BinaryIO, target: BinaryIO, progress=None) 
     source.seek(start + size)
     target.seek(at + size)  # where the plain loop leaves both
     return digest.hexdigest(), size
-
-
-@functools.lru_cache(maxsize=1)
-def _writeback_starter():
-    """sync_file_range(SYNC_FILE_RANGE_WRITE) where the C library has it (Linux): start writing
-    a range to the disk without waiting for it; elsewhere nothing (the caller's sync does it all)."""
-    try:
-        import ctypes
-
-        sync_file_range = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (ImportError, OSError, AttributeError, TypeError):  # a Python without ctypes, not Linux
-        return lambda fd, offset, length: None
-    sync_file_range.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
-    write_only = 2  # SYNC_FILE_RANGE_WRITE: a hint, so its failure (a pipe, an odd file system) is ignored
-    return lambda fd, offset, length: sync_file_range(fd, offset, length, write_only)
 
 
 def _is_large(source) -> bool:

@@ -12,14 +12,13 @@ its bundle.json (or, with force, a bundle with hand edits); never a non-bundle f
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import hashlib
 import os
 import tempfile
 from pathlib import Path
 
-from bundler import in_place, layout, leftovers, verify
+from bundler import in_place, layout, leftovers, syscalls, verify
 from bundler.entries import FileEntry
 from bundler.errors import OutputError
 from bundler.fill import fill
@@ -188,7 +187,7 @@ def _swap_into_place(staging: Staging, dest: Path, parent_fd: int) -> None:
             if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                 raise
         try:
-            exchanged = _exchange(staging.path, dest)
+            exchanged = syscalls.exchange(parent_fd, staging.name, dest.name)
         except FileNotFoundError:
             continue  # a save without the exchange had moved dest aside for an instant
         if exchanged:
@@ -213,20 +212,3 @@ def _swap_into_place(staging: Staging, dest: Path, parent_fd: int) -> None:
         staging.in_place()
         _discard_old_bundle(parent_fd, old, dest)
         return
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
-    if result == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
-        return False
-    raise OSError(err, os.strerror(err), str(b))

@@ -29,7 +29,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bundler import leftovers, progress, secret_rules
+from bundler import leftovers, progress, secret_rules, syscalls
 from bundler.digest import copy_hashing, sha256_file
 from bundler.errors import InputError, ModelNotFound, RegistryError
 from bundler.sources import Rules, Walk, walk
@@ -399,13 +399,8 @@ def _sync_file_system(folder: Path) -> None:
     """Flush the file system holding FOLDER (syncfs), else every file system (sync)."""
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.syncfs(fd) != 0:
-            raise OSError(ctypes.get_errno(), "syncfs failed")
-    except (OSError, AttributeError):
-        os.sync()
+        if not syscalls.sync_file_system(fd):
+            os.sync()
     finally:
         os.close(fd)
 

@@ -341,7 +341,7 @@ def test_a_bundle_replaced_by_another_save_while_it_is_checked_is_checked_again(
 
 
 def test_without_the_atomic_exchange_a_save_still_replaces_the_bundle_and_leaves_nothing(project, cli, monkeypatch):
-    monkeypatch.setattr(emit, "_exchange", lambda a, b: False)  # a kernel or file system without renameat2
+    monkeypatch.setattr(emit.syscalls, "exchange", lambda fd, a, b: False)  # a kernel or file system without renameat2
     assert save(cli).exit_code == 0
     (project / "score.py").write_text(GOOD_SCRIPT + "# changed\n")
     assert save(cli).exit_code == 0

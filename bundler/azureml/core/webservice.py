@@ -14,7 +14,6 @@ their configurations raise an error that says how to run the image elsewhere.
 from __future__ import annotations
 
 import atexit
-import ctypes
 import json
 import os
 import signal
@@ -26,7 +25,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from bundler import api, layout
+from bundler import api, layout, syscalls
 from bundler.azureml.exceptions import CLOUD, RefusingObject, UserErrorException, WebserviceException, refuse
 
 _LIVE: dict[str, LocalWebservice] = {}  # the services this Python deployed, by name
@@ -257,12 +256,9 @@ def _start_server(bundle: Path, port: int, log_path: Path) -> subprocess.Popen:
 
 
 def _stop_with_parent() -> None:
-    """In the server's process, before it starts: SIGTERM when the deploying Python dies."""
-    PR_SET_PDEATHSIG = 1
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass  # not Linux: the exit handler below still stops it on a normal exit
+    """In the server's process, before it starts: SIGTERM when the deploying Python dies (on
+    Linux; elsewhere the exit handler below still stops it on a normal exit)."""
+    syscalls.die_with_parent(signal.SIGTERM)
 
 
 @atexit.register
