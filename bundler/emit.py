@@ -20,18 +20,43 @@ from pathlib import Path
 
 from bundler import in_place, layout, leftovers, syscalls, verify
 from bundler.entries import FileEntry
-from bundler.errors import OutputError
+from bundler.errors import BundlerError, OutputError
 from bundler.fill import fill
 
 TMP_PREFIX = ".bundler-tmp-"
+PLACING_SAVE_LETS_GO_WITHIN = 1.0  # seconds; it lets go right after its rename, unless descheduled
 
 
 def check_destination(dest: Path, force: bool) -> None:
-    """Refuse to replace anything whose loss the user would regret."""
+    """Refuse to replace anything whose loss the user would regret.
+
+    Read again when a concurrent save replaced dest during the reading: the files of a bundle
+    being removed read as hand edits, and a moment without dest (a save without the atomic
+    exchange) as no bundle. dest's identity tells: inode and change time, which an exchange
+    changes (ext4 gives a freed inode number straight to the next new folder)."""
+    for attempt in range(3):
+        before = _identity(dest)
+        try:
+            return _refuse_what_would_be_lost(dest, force)
+        except (BundlerError, OSError):
+            if attempt == 2 or _identity(dest) == before:
+                raise
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    try:
+        info = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    return info.st_dev, info.st_ino, info.st_ctime_ns
+
+
+def _refuse_what_would_be_lost(dest: Path, force: bool) -> None:
     if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
         raise OutputError(f"{dest} exists and is not a folder; choose another output path")
-    if not dest.exists() or not any(name != in_place.FILE_SYSTEMS_OWN for name in os.listdir(dest)):
-        return
+    names = os.listdir(dest) if dest.exists() else []
+    if not names or (names == [in_place.FILE_SYSTEMS_OWN] and in_place.is_mount_point(dest)):
+        return  # a fresh volume's lost+found stays (in_place.py); elsewhere it is the user's folder
     inside = in_place.mount_points_inside(dest)
     if inside:
         raise OutputError(
@@ -43,26 +68,12 @@ def check_destination(dest: Path, force: bool) -> None:
             f"{dest} is a non-empty folder that is not a bundle (no {layout.MANIFEST}); "
             "bundler will not replace it: choose an empty or new output folder"
         )
-    report = _check_settled(dest)
+    report = verify.check(dest)
     if not report.ok and not force:
         raise OutputError(
             f"{dest} has hand edits that saving would lose ({report.summary()}); "
             "move them into a Dockerfile template or rerun with --force to discard them"
         )
-
-
-def _check_settled(dest: Path) -> verify.Report:
-    """verify.check of the bundle at dest, read again when a concurrent save replaced it
-    during the reading: the files of a bundle being removed would read as hand edits."""
-    for _ in range(10):
-        try:
-            before = os.stat(dest, follow_symlinks=False)
-            report = verify.check(dest)
-            if report.ok or leftovers.same(before, os.stat(dest, follow_symlinks=False)):
-                return report
-        except FileNotFoundError:
-            pass  # moved aside for an instant by a save without the atomic exchange
-    return verify.check(dest)
 
 
 def staging_prefix(dest: Path) -> str:
@@ -152,23 +163,29 @@ class Staging:
 
 def _discard_old_bundle(parent_fd: int, name: str, dest: Path) -> None:
     """The new bundle is in place; its predecessor, now at `name`, goes. Its lock may be held
-    for a moment: by the save that had just put it in place and is letting go of it, or by
-    another save removing it as a leftover. Either way this waits for the lock instead of
-    leaving it to the other (a save that is letting go removes nothing). If it cannot be
-    removed, say exactly that (not "nothing was changed"), naming both."""
+    for a moment by the save that had just put it in place and is letting go of it: that
+    save removes nothing, so this one waits a little. Held longer, it is another save removing
+    it as a leftover, or a process outside bundler (`flock out ...`): left, for the next
+    save. If it cannot be removed, or the removal is interrupted, say exactly that (not
+    "nothing was changed"), naming both."""
     try:
         fd = os.open(name, leftovers.DIR_FLAGS, dir_fd=parent_fd)
     except FileNotFoundError:
         return  # another save took it for a leftover and removed it
     try:
-        leftovers.lock(fd, wait=True)
-        leftovers.remove_tree(parent_fd, name, expected=os.fstat(fd))
+        if leftovers.lock(fd, wait=PLACING_SAVE_LETS_GO_WITHIN):
+            leftovers.remove_tree(parent_fd, name, expected=os.fstat(fd))
     except FileNotFoundError:
-        pass  # the other holder was removing it, and did
+        pass
     except OSError as exc:
         raise OutputError(
             f"the bundle is saved to {dest}, but its old copy {dest.parent / name} cannot be removed "
             f"({exc.strerror or exc}); delete it by hand"
+        ) from None
+    except KeyboardInterrupt:
+        raise OutputError(
+            f"interrupted after the bundle was saved to {dest}: its old copy {dest.parent / name} is left, "
+            "and the next save to it removes it"
         ) from None
     finally:
         os.close(fd)
@@ -178,6 +195,7 @@ def _swap_into_place(staging: Staging, dest: Path, parent_fd: int) -> None:
     """Put the staging folder at dest: one rename where dest is missing or an empty folder,
     else an atomic exchange with the bundle there. No look at dest beforehand decides which:
     concurrent saves exchange dest under a look (an old bundle being emptied reads as empty)."""
+    attempt = 0
     while True:
         try:
             os.rename(staging.name, dest.name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
@@ -196,7 +214,8 @@ def _swap_into_place(staging: Staging, dest: Path, parent_fd: int) -> None:
             return
         # No atomic exchange here: move the old bundle aside under a staging name, so a kill
         # between the two renames leaves it where the next save finds and clears it.
-        old = f"{staging.name}-old"
+        attempt += 1
+        old = f"{staging.name}-old{attempt}"
         try:
             os.rename(dest.name, old, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
         except FileNotFoundError:
@@ -206,8 +225,7 @@ def _swap_into_place(staging: Staging, dest: Path, parent_fd: int) -> None:
         except OSError as exc:
             if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                 raise
-            # another save put its bundle there in between: this one's old bundle still goes
-            _discard_old_bundle(parent_fd, old, dest)
+            leftovers.remove_stale(parent_fd, [old])  # another save put its bundle there in between
             continue
         staging.in_place()
         _discard_old_bundle(parent_fd, old, dest)

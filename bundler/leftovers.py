@@ -15,19 +15,24 @@ import errno
 import fcntl
 import os
 import stat
+import time
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def lock(fd: int, wait: bool = False) -> bool:
+def lock(fd: int, wait: float = 0.0) -> bool:
     """Take the exclusive lock on an open file or folder; False when a live process holds it
-    (with wait, block until it lets go instead)."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
+    (for `wait` seconds: flock itself has no time limit, so this asks again every 5 ms)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
 
 
 def open_own_dir(parent_fd: int, name: str) -> int | None:

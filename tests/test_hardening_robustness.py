@@ -318,26 +318,82 @@ def test_an_old_bundle_still_locked_by_the_save_that_placed_it_is_removed_once_l
     assert cli("verify", "out").exit_code == 0
 
 
-def test_a_bundle_replaced_by_another_save_while_it_is_checked_is_checked_again(project, cli, monkeypatch):
-    """The bundle a save is about to replace is read file by file; when a concurrent save
-    exchanges it out and removes it meanwhile, the files read missing: not hand edits."""
-    assert save(cli).exit_code == 0
-    real_check, calls = emit.verify.check, []
+def _a_torn_read(real_check, dest, aside):
+    shutil.copytree(aside, dest)  # the other save's bundle arrives ...
+    (aside / "Dockerfile").unlink()  # ... and the old one is removed under this read
+    return real_check(aside)
 
-    def torn_read(dest):
+
+def _a_moment_without_dest(real_is_bundle, dest, aside):
+    seen = real_is_bundle(dest)  # a save without the atomic exchange has moved it aside
+    shutil.copytree(aside, dest)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "module, name, first_look",
+    [(emit.verify, "check", _a_torn_read), (emit.layout, "is_bundle", _a_moment_without_dest)],
+    ids=["torn read", "moment without dest"],
+)
+def test_a_bundle_replaced_by_another_save_while_it_is_checked_is_checked_again(
+    project, cli, monkeypatch, module, name, first_look
+):
+    """The bundle a save is about to replace is read file by file; a concurrent save that
+    replaces it meanwhile is no reason to refuse (hand edits, not a bundle): look again."""
+    assert save(cli).exit_code == 0
+    real, calls = getattr(module, name), []
+
+    def look(dest):
         calls.append(dest)
         if len(calls) > 1:
-            return real_check(dest)
-        aside = project / "aside"
-        os.rename(dest, aside)  # another save puts a new bundle at dest ...
-        shutil.copytree(aside, dest)
-        (aside / "Dockerfile").unlink()  # ... and removes the old one under this read
-        return real_check(aside)
+            return real(dest)
+        os.rename(dest, project / "aside")
+        return first_look(real, dest, project / "aside")
 
-    monkeypatch.setattr(emit.verify, "check", torn_read)
-    assert save(cli).exit_code == 0 and len(calls) == 2
+    monkeypatch.setattr(module, name, look)
+    assert save(cli).exit_code == 0 and len(calls) > 1
+    monkeypatch.setattr(module, name, real)
     (project / "out" / "Dockerfile").write_text("edited\n")
     assert "hand edits" in one_error_line(save(cli))  # a real edit is still refused
+
+
+def test_a_save_into_a_folder_someone_holds_a_lock_on_does_not_wait_for_them(project, cli):
+    """`flock out bundler save out` holds a lock on the very folder save exchanges out: save
+    leaves it after a moment (the next save removes it) rather than waiting forever."""
+    assert save(cli).exit_code == 0
+    fd = os.open(project / "out", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert leftovers.lock(fd)
+        assert save(cli).exit_code == 0 and cli("verify", "out").exit_code == 0
+        assert len([p for p in project.iterdir() if ".bundler-tmp" in p.name]) == 1
+    finally:
+        os.close(fd)
+    assert save(cli).exit_code == 0
+    assert not [p.name for p in project.iterdir() if ".bundler-tmp" in p.name]
+
+
+def test_an_interrupt_while_the_old_bundle_is_removed_says_the_bundle_was_saved(project, cli, monkeypatch):
+    assert save(cli).exit_code == 0
+    (project / "score.py").write_text(GOOD_SCRIPT + "# new\n")
+    real_remove_tree = emit.leftovers.remove_tree
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(emit.leftovers, "remove_tree", interrupted)
+    line = one_error_line(save(cli))
+    assert "interrupted after the bundle was saved to" in line and "the next save to it removes it" in line
+    assert "# new" in (project / "out" / "azureml-app" / "score.py").read_text()
+    monkeypatch.setattr(emit.leftovers, "remove_tree", real_remove_tree)
+    assert save(cli).exit_code == 0 and not [p.name for p in project.iterdir() if ".bundler-tmp" in p.name]
+
+
+def test_a_folder_holding_only_lost_and_found_is_not_taken_for_an_empty_one(project, cli):
+    """lost+found is left alone at the root of a mounted volume; in an ordinary folder it is
+    the user's, and a save never replaces a folder that is not a bundle."""
+    kept = write(project / "out" / "lost+found" / "file", "x")
+    assert "not a bundle" in one_error_line(save(cli))
+    assert kept.read_text() == "x"
 
 
 def test_without_the_atomic_exchange_a_save_still_replaces_the_bundle_and_leaves_nothing(project, cli, monkeypatch):
