@@ -59,9 +59,12 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
         sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE)
 
 
-def die_with_parent(signal_number: int) -> None:
-    """Have this process sent signal_number when its parent dies (prctl PR_SET_PDEATHSIG);
-    nothing where that does not exist."""
+def dying_with_parent(signal_number: int):
+    """A preexec_fn for subprocess: the child is sent signal_number when its parent dies
+    (prctl PR_SET_PDEATHSIG); None where that does not exist. The C function is found here,
+    in the parent: between fork and exec only the call itself runs (an import there can
+    deadlock on a lock another thread held at the fork)."""
     _, prctl = _lookup("prctl")
-    if prctl is not None:
-        prctl(PR_SET_PDEATHSIG, signal_number)
+    if prctl is None:
+        return None
+    return lambda: prctl(PR_SET_PDEATHSIG, signal_number)

@@ -34,7 +34,7 @@ def test_without_the_c_function_each_says_so_or_does_nothing(tmp_path, monkeypat
         assert syscalls.exchange(fd, "a", "b") is False
         assert syscalls.sync_file_system(fd) is False
         syscalls.start_writeback(fd, 0, 1)
-        syscalls.die_with_parent(15)
+        assert syscalls.dying_with_parent(15) is None
     finally:
         os.close(fd)
 
@@ -58,12 +58,12 @@ def test_start_writeback_past_4_gib_and_on_a_pipe_raises_nothing(tmp_path):
         os.close(read_end), os.close(write_end)
 
 
-def test_die_with_parent_stops_a_child_when_its_parent_dies():
+def test_a_child_dying_with_its_parent_is_stopped_when_the_parent_dies():
     parent = (
         "import signal, subprocess, sys\n"
         "from bundler import syscalls\n"
         "child = subprocess.Popen(['sleep', '60'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,\n"
-        "                         preexec_fn=lambda: syscalls.die_with_parent(signal.SIGTERM))\n"
+        "                         preexec_fn=syscalls.dying_with_parent(signal.SIGTERM))\n"
         "print(child.pid, flush=True)\n"
     )
     pid = int(subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, check=True).stdout)

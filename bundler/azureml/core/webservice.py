@@ -251,14 +251,8 @@ def _start_server(bundle: Path, port: int, log_path: Path) -> subprocess.Popen:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_stop_with_parent,
+            preexec_fn=syscalls.dying_with_parent(signal.SIGTERM),  # None off Linux: the exit handler below stops it
         )
-
-
-def _stop_with_parent() -> None:
-    """In the server's process, before it starts: SIGTERM when the deploying Python dies (on
-    Linux; elsewhere the exit handler below still stops it on a normal exit)."""
-    syscalls.die_with_parent(signal.SIGTERM)
 
 
 @atexit.register
