@@ -195,15 +195,18 @@ def _swap_into_place(staging: Staging, dest: Path, parent_fd: int) -> None:
     """Put the staging folder at dest: one rename where dest is missing or an empty folder,
     else an atomic exchange with the bundle there. No look at dest beforehand decides which:
     concurrent saves exchange dest under a look (an old bundle being emptied reads as empty)."""
-    attempt = 0
+    set_aside = []  # without the exchange: old bundles moved out of dest's way
     while True:
         try:
             os.rename(staging.name, dest.name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
-            staging.in_place()
-            return
         except OSError as exc:
             if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                 raise
+        else:
+            staging.in_place()
+            for old in set_aside:
+                _discard_old_bundle(parent_fd, old, dest)
+            return
         try:
             exchanged = syscalls.exchange(parent_fd, staging.name, dest.name)
         except FileNotFoundError:
@@ -212,21 +215,12 @@ def _swap_into_place(staging: Staging, dest: Path, parent_fd: int) -> None:
             staging.in_place()
             _discard_old_bundle(parent_fd, staging.name, dest)  # the staging name now holds the old bundle
             return
-        # No atomic exchange here: move the old bundle aside under a staging name, so a kill
-        # between the two renames leaves it where the next save finds and clears it.
-        attempt += 1
-        old = f"{staging.name}-old{attempt}"
+        # No atomic exchange here: move the old bundle aside under a staging name (a kill before
+        # the rename above succeeds leaves it where the next save finds and clears it), then
+        # rename again; another save may put its bundle at dest in between, which goes aside too.
+        old = f"{staging.name}-old{len(set_aside)}"
         try:
             os.rename(dest.name, old, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
         except FileNotFoundError:
             continue
-        try:
-            os.rename(staging.name, dest.name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
-        except OSError as exc:
-            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                raise
-            leftovers.remove_stale(parent_fd, [old])  # another save put its bundle there in between
-            continue
-        staging.in_place()
-        _discard_old_bundle(parent_fd, old, dest)
-        return
+        set_aside.append(old)
